@@ -1,0 +1,65 @@
+"""Atomic file writing: nothing is ever half-written.
+
+Every file the package produces (NetCDF datasets, ``results.json``, cached models, executed
+notebooks) goes through :func:`atomic_path`: the content is written to a temporary file in the
+target's folder and renamed over the target only once complete, so an interrupted run leaves
+either the old file or none, never a truncated one that a later build would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    Parameters
+    ----------
+    target
+        The final path. Its parent folder is created if missing.
+    suffix
+        Suffix of the temporary file (defaults to the target's, so that writers that choose a
+        format by extension, e.g. ``xarray.Dataset.to_netcdf``, behave the same).
+
+    Examples
+    --------
+    >>> with atomic_path("out/results.json") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
+        dir=target.parent,
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``target`` atomically and return the path."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return Path(target)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, paths: the things results usually contain
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON: {obj!r}")
