@@ -7,7 +7,8 @@ Dimensions
 ----------
 ``trial``   one presentation (a stimulus or a blank screen), in any order
 ``neuron``  one recorded cell
-``image``   one unique stimulus
+``image``   one unique stimulus (present even when the format ships no pixels, so that
+            ``image_id`` still identifies repeats; then an ``image`` coordinate holds the ids)
 ``y, x``    image pixels (row, column)
 
 Data variables
@@ -33,7 +34,8 @@ Trial coordinates
     Index of this presentation among the presentations of the same image in the same tier
     (0, 1, ...); −1 for blank or unknown-image trials.
 ``order`` int64, optional
-    Presentation index in time (the time axis for adaptation); absent where unknown.
+    Presentation index in time (the time axis for adaptation); absent where unknown. −1 marks
+    trials outside the timed sequence (e.g. a separately recorded spontaneous block).
 
 Neuron coordinates
 ------------------
@@ -225,8 +227,8 @@ def validate(ds: xr.Dataset, where: str | os.PathLike | None = None) -> xr.Datas
                 problems.append(f"'image_id' has values below {UNKNOWN_IMAGE}: min {ids.min()}")
             if n_images is not None and ids.max() >= n_images:
                 problems.append(f"'image_id' max {ids.max()} is out of range for {n_images} images")
-            if "images" not in ds and ids.max() >= 0:
-                problems.append("'image_id' refers to images but the dataset has no 'images' variable")
+            if n_images is None and ids.max() >= 0:
+                problems.append("'image_id' refers to images but the dataset has no 'image' dimension")
             if "tier" in ds.coords:
                 spont = ds["tier"].values.astype(str) == "spontaneous"
                 if np.any(ids[spont] != BLANK):
