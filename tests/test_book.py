@@ -1,0 +1,138 @@
+"""Building the book: profiles, staging, and a strict Jupyter Book build of a tiny book.
+
+The tiny book (tests/data/tinybook) is rendered with the repository's own _config.yml,
+references.bib and back-matter pages, so these tests also check that configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from v1nb.book import BookBuildError, PARAMETERS_MARKER, build_book, chapter_overrides, parameters_markdown, stage
+from v1nb.chapters import Chapter, ParameterError, book_chapters
+
+TINYBOOK = Path(__file__).parent / "data" / "tinybook"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    root = tmp_path / "book_root"
+    shutil.copytree(TINYBOOK, root)
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("reproducibility.md", "references.md"):
+        shutil.copy(REPO / "book" / name, root / "book" / name)
+    return root
+
+
+@pytest.fixture
+def chapter(book: Path) -> Chapter:
+    return book_chapters(book)[0]
+
+
+def test_quick_profile_switches_twin_data_only(chapter: Chapter) -> None:
+    assert chapter_overrides(chapter, "default", {}) == {}
+    assert chapter_overrides(chapter, "quick", {}) == {"data": "twin:quick"}
+    # a book-wide override wins, and applies only to chapters that have the parameter
+    assert chapter_overrides(chapter, "quick", {"data": "twin:default", "seed": "2"}) == {
+        "data": "twin:default", "seed": "2"}
+    assert chapter_overrides(chapter, "default", {"not_here": "1"}) == {}
+    real = Chapter(chapter.name, chapter.path, chapter.title, {
+        **chapter.parameters, "data": type(chapter.parameters["data"])("data", "../data/antolik", "real data")})
+    assert chapter_overrides(real, "quick", {}) == {}
+    with pytest.raises(ValueError, match="unknown profile 'large'"):
+        chapter_overrides(chapter, "large", {})
+
+
+def test_unknown_book_parameter_fails_before_running(book: Path) -> None:
+    with pytest.raises(ParameterError, match="no chapter of the book has parameter\\(s\\) sed"):
+        build_book(book, "quick", {"sed": 1}, progress=False)
+    assert not (book / "runs").exists()
+
+
+def test_no_execute_needs_cached_runs(book: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="chapter 'tiny' has no cached run"):
+        build_book(book, "quick", execute=False, progress=False)
+
+
+def test_parameters_table(chapter: Chapter) -> None:
+    table = parameters_markdown([chapter])
+    assert "**A tiny chapter** — `v1nb run tiny`" in table
+    assert "| `scale` | `1.0` | float | multiplies the numbers |" in table
+    assert "| `output_dir` | `'.'` | str | set by the runner to the run folder |" in table
+    assert "no notebook chapters" in parameters_markdown([])
+
+
+def test_repository_config_is_strict_and_offline() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config["latex"]["use_jupyterbook_latex"] is False
+    assert config["bibtex_bibfiles"] == ["references.bib"]
+    for pattern in (".venv", ".pytest_cache", "_build", "runs", "**/.ipynb_checkpoints", "README.md", "tests",
+                    "bench"):
+        assert pattern in config["exclude_patterns"]
+    assert PARAMETERS_MARKER in (REPO / "book" / "reproducibility.md").read_text()
+
+
+def test_every_citation_in_the_book_is_in_references_bib() -> None:
+    import re
+
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "references.bib").read_text(), flags=re.M))
+    cited = set()
+    for page in (REPO / "book").rglob("*.md"):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited and cited <= keys, sorted(cited - keys)
+
+
+def test_strict_build_renders_executed_chapters_with_glue(book: Path) -> None:
+    result = build_book(book, "quick", progress=False, quiet=True)
+    assert result.html == book / "_build" / "html"
+    page = (result.html / "book" / "part" / "tiny.html").read_text()
+    run = result.runs[0]
+    assert not run.cached and run.parameters["data"] == "twin:quick"
+    mean = json.loads((run.folder / "results.json").read_text())["values"]["mean"]
+    assert f"The mean of the draws is {mean:.3f} on data twin:quick." in _text(page)
+    assert "Stringer" in (result.html / "book" / "intro.html").read_text()  # citation resolved
+    assert "multiplies the numbers" in (result.html / "book" / "reproducibility.html").read_text()
+    assert (book / "_build" / "stage" / "book" / "part" / "figures" / "tiny" / "numbers.png").is_file()
+    # the source notebook stays without outputs
+    assert '"outputs": []' in (book / "book" / "part" / "tiny.ipynb").read_text()
+
+    # second build: reused from the cache, and --no-execute works from the same runs
+    again = build_book(book, "quick", execute=False, progress=False, quiet=True)
+    assert again.runs[0].cached and again.runs[0].folder == run.folder
+
+
+def test_a_warning_fails_the_build(book: Path) -> None:
+    intro = book / "book" / "intro.md"
+    intro.write_text(intro.read_text() + "\nA broken reference: {doc}`no_such_page`.\n")
+    with pytest.raises(BookBuildError, match="warnings count as errors"):
+        build_book(book, "quick", progress=False, quiet=True)
+
+
+def test_stage_replaces_notebooks_with_executed_runs(book: Path, chapter: Chapter) -> None:
+    from v1nb.runner import run_chapter
+
+    run = run_chapter(chapter, {"data": "twin:quick"}, root=book)
+    target = stage(book, [chapter], [run])
+    assert (target / "_config.yml").is_file() and (target / "references.bib").is_file()
+    import nbformat
+
+    staged = nbformat.read(target / "book" / "part" / "tiny.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in staged.cells)
+    assert any(c.get("outputs") for c in staged.cells)  # executed, unlike the source
+    assert PARAMETERS_MARKER not in (target / "book" / "reproducibility.md").read_text()
+
+
+def _text(html: str) -> str:
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))

@@ -1,0 +1,86 @@
+"""The ``v1nb`` command line, through typer's CliRunner, on the tiny book in tests/data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from v1nb.cli import app
+
+TINYBOOK = Path(__file__).parent / "data" / "tinybook"
+REPO = Path(__file__).resolve().parents[1]
+
+cli = CliRunner()
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    root = tmp_path / "book_root"
+    shutil.copytree(TINYBOOK, root)
+    for name in ("reproducibility.md", "references.md"):
+        shutil.copy(REPO / "book" / name, root / "book" / name)
+    return root
+
+
+def test_list_shows_chapters_parameters_defaults_and_help(book: Path) -> None:
+    result = cli.invoke(app, ["list", "--root", str(book)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "tiny: A tiny chapter" in out
+    assert "book/part/tiny.ipynb" in out
+    for fragment in ("seed", "= 0", "(int)", "random seed", "scale", "= 1.0", "(float)", "multiplies the numbers",
+                     "data", "'twin:default'", "(str)"):
+        assert fragment in out
+    assert out.index("data ") < out.index("seed ") < out.index("output_dir")  # notebook order
+
+
+def test_list_finds_the_root_from_the_current_folder(book: Path, monkeypatch) -> None:
+    monkeypatch.chdir(book / "book" / "part")
+    result = cli.invoke(app, ["list"])
+    assert result.exit_code == 0 and "tiny: A tiny chapter" in result.output
+
+
+def test_run_rejects_bad_parameters_before_running(book: Path) -> None:
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "n", "2.5"])
+    assert result.exit_code == 1
+    assert "parameter 'n' expects int (default 5), got '2.5'" in result.output
+    assert "scale       = 1.0" in result.output
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "bogus", "1"])
+    assert result.exit_code == 1 and "has no parameter 'bogus'" in result.output
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "output_dir", "x"])
+    assert result.exit_code == 1 and "use --out" in result.output
+    result = cli.invoke(app, ["run", "nochapter", "--root", str(book)])
+    assert result.exit_code == 1 and "no chapter 'nochapter'" in result.output
+    assert not (book / "runs").exists()
+
+
+def test_run_executes_and_then_reuses(book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "myrun"
+    args = ["run", "tiny", "--root", str(book), "-p", "seed", "3", "-p", "n", "4", "--out", str(out)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tiny: ran in" in result.output and f"run folder: {out}" in result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["parameters"]["seed"] == 3 and record["parameters"]["n"] == 4
+    assert "mean = " in result.output
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and "reused cached run" in again.output
+    forced = cli.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0 and "tiny: ran in" in forced.output
+
+
+def test_run_reports_a_failing_chapter(book: Path) -> None:
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "fail", "yes"])
+    assert result.exit_code == 1
+    assert "chapter 'tiny' failed in cell 3 (`if fail:`): ValueError: asked to fail" in result.output
+
+
+def test_book_rejects_a_parameter_no_chapter_has(book: Path) -> None:
+    result = cli.invoke(app, ["book", "--root", str(book), "-p", "nope", "1"])
+    assert result.exit_code == 1 and "no chapter of the book has parameter(s) nope" in result.output
+    result = cli.invoke(app, ["book", "--root", str(book), "--profile", "huge"])
+    assert result.exit_code == 1 and "unknown profile 'huge'" in result.output

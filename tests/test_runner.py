@@ -1,0 +1,240 @@
+"""The chapter runner: parameters read from notebooks, validated, executed by papermill, cached.
+
+Uses the tiny chapter in tests/data/tinybook (draws ``n`` normal numbers with ``seed``, scales
+them, reports their mean; ``fail=True`` makes cell 3 raise).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from v1nb.chapters import Chapter, ChapterError, ParameterError, book_chapters, find_chapter, read_parameters
+from v1nb.runner import ChapterFailed, cached_run, default_run_folder, parameters_hash, run_chapter
+
+TINYBOOK = Path(__file__).parent / "data" / "tinybook"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A copy of the tiny book (so runs land in tmp_path)."""
+    root = tmp_path / "book_root"
+    shutil.copytree(TINYBOOK, root)
+    for name in ("reproducibility.md", "references.md"):
+        shutil.copy(REPO / "book" / name, root / "book" / name)
+    return root
+
+
+@pytest.fixture
+def chapter(book: Path) -> Chapter:
+    return Chapter.from_notebook(book / "book" / "part" / "tiny.ipynb")
+
+
+def expected_mean(seed: int, n: int, scale: float) -> float:
+    return float((scale * np.random.default_rng(seed).standard_normal(n)).mean())
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
+# --- reading parameters ----------------------------------------------------------------------
+
+
+def test_parameters_are_read_from_the_tagged_cell(chapter: Chapter) -> None:
+    params = chapter.parameters
+    assert list(params) == ["data", "seed", "n", "scale", "fail", "output_dir"]
+    assert params["n"].default == 5 and params["n"].type is int
+    assert params["scale"].default == 1.0 and params["scale"].type is float
+    assert params["fail"].type is bool and params["data"].type is str
+    assert params["n"].help == "how many numbers to draw"
+    assert chapter.title == "A tiny chapter"
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ('data = "x"  # d\nseed = 0  # s\noutput_dir = "."  # o\nn = len("ab")  # bad', "literal default"),
+        ('data = "x"  # d\nseed = 0  # s\noutput_dir = "."  # o\nimport os', "only `name = literal"),
+        ('data = "x"  # d\noutput_dir = "."  # o', "lacks required parameter(s) seed"),
+        ('data = "x"  # d\nseed = 0  # s\noutput_dir = "."  # o\nxs = [1, 2]  # list', "bool, int, float or str"),
+    ],
+)
+def test_malformed_parameters_cells_are_rejected(source: str, message: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})]
+    with pytest.raises(ChapterError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        read_parameters(nb, "x.ipynb")
+
+
+def test_a_notebook_without_parameters_cell_is_rejected() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("seed = 0")]
+    with pytest.raises(ChapterError, match="exactly one code cell tagged 'parameters', found 0"):
+        read_parameters(nb, "x.ipynb")
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def test_unknown_parameter_is_rejected_listing_valid_ones(chapter: Chapter) -> None:
+    with pytest.raises(ParameterError) as info:
+        chapter.resolve({"seeds": "1"})
+    text = str(info.value)
+    assert "no parameter 'seeds'" in text
+    for line in ("seed        = 0", "n           = 5", "scale       = 1.0", "how many numbers to draw"):
+        assert line in text
+
+
+@pytest.mark.parametrize("name, value", [("n", "3.5"), ("n", "three"), ("scale", "big"), ("fail", "maybe"),
+                                         ("n", 2.0), ("seed", True)])
+def test_wrong_type_is_rejected(chapter: Chapter, name: str, value: object) -> None:
+    with pytest.raises(ParameterError, match=f"parameter '{name}' expects") as info:
+        chapter.resolve({name: value})
+    assert "Valid parameters of chapter 'tiny'" in str(info.value)
+
+
+def test_values_are_parsed_to_the_default_type(chapter: Chapter) -> None:
+    values = chapter.resolve({"n": "3", "scale": "2", "fail": "no", "data": "twin:quick", "seed": 7})
+    assert values == {"data": "twin:quick", "seed": 7, "n": 3, "scale": 2.0, "fail": False, "output_dir": "."}
+    assert type(values["scale"]) is float
+    assert chapter.resolve({"scale": 3})["scale"] == 3.0  # int accepted for float
+    assert chapter.resolve({"fail": "True"})["fail"] is True
+
+
+def test_validation_happens_before_execution(chapter: Chapter, tmp_path: Path, monkeypatch) -> None:
+    import papermill
+
+    def boom(*args, **kwargs):
+        raise AssertionError("papermill must not run for invalid parameters")
+
+    monkeypatch.setattr(papermill, "execute_notebook", boom)
+    with pytest.raises(ParameterError):
+        run_chapter(chapter, {"n": "x"}, out=tmp_path / "run")
+    with pytest.raises(ParameterError):
+        run_chapter(chapter, {"nope": "1"}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- the table of contents -------------------------------------------------------------------
+
+
+def test_chapters_come_from_the_toc(book: Path) -> None:
+    chapters = book_chapters(book)
+    assert [c.name for c in chapters] == ["tiny"]
+    assert find_chapter("tiny", book).path == book / "book" / "part" / "tiny.ipynb"
+    assert find_chapter("book/part/tiny", book).name == "tiny"
+    assert find_chapter(book / "book" / "part" / "tiny.ipynb").name == "tiny"
+    with pytest.raises(ChapterError, match="the book's chapters are: tiny"):
+        find_chapter("data", book)
+
+
+def test_a_toc_entry_without_file_is_an_error(book: Path) -> None:
+    toc = book / "_toc.yml"
+    toc.write_text(toc.read_text().replace("book/part/tiny", "book/part/missing"))
+    with pytest.raises(ChapterError, match="book/part/missing.ipynb nor book/part/missing.md"):
+        book_chapters(book)
+
+
+# --- execution -------------------------------------------------------------------------------
+
+
+def test_run_executes_into_a_complete_run_folder(chapter: Chapter, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "tiny-run"
+    result = run_chapter(chapter, {"n": "3", "scale": "2"}, out=out)
+    assert not result.cached and result.folder == out.resolve()
+    results = json.loads((out / "results.json").read_text())
+    assert results["values"]["mean"] == pytest.approx(expected_mean(0, 3, 2.0))
+    assert results["parameters"]["n"] == 3
+    assert (out / "figures" / "numbers.png").stat().st_size > 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["parameters"] == {"data": "twin:default", "seed": 0, "n": 3, "scale": 2.0, "fail": False,
+                                    "output_dir": record["parameters"]["output_dir"]}
+    assert Path(chapter.path.parent, record["parameters"]["output_dir"]).resolve() == out.resolve()
+    assert record["notebook_sha256"] == chapter.content_hash()
+    assert record["versions"]["v1nb"] and record["wall_time_s"] > 0
+    # the executed notebook shows where its run really is, not the temporary folder
+    executed = nbformat.read(out / "tiny.ipynb", as_version=4)
+    injected = [c.source for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and ".tmp-" not in injected[0] and "n = 3" in injected[0]
+    assert leftovers(tmp_path) == []
+
+
+def test_cache_reuses_identical_runs_only(chapter: Chapter, book: Path) -> None:
+    first = run_chapter(chapter, {"n": 2}, root=book)
+    assert first.folder == default_run_folder(book, chapter, first.parameters).resolve()
+    assert first.folder.parent == (book / "runs" / "tiny").resolve()
+    created, first_sha = first.record["created"], first.record["notebook_sha256"]
+
+    again = run_chapter(chapter, {"n": "2"}, root=book)  # same values, given as text
+    assert again.cached and again.folder == first.folder and again.record["created"] == created
+
+    other = run_chapter(chapter, {"n": 3}, root=book)
+    assert not other.cached and other.folder != first.folder
+    assert other.results["values"]["mean"] == pytest.approx(expected_mean(0, 3, 1.0))
+
+    # editing a cell invalidates the cache; the run folder is replaced
+    nb = nbformat.read(chapter.path, as_version=4)
+    nb.cells[0].source += "\n\nEdited."
+    nbformat.write(nb, chapter.path)
+    edited = Chapter.from_notebook(chapter.path)
+    assert cached_run(first.folder, edited, first.parameters) is None
+    rerun = run_chapter(edited, {"n": 2}, root=book)
+    assert not rerun.cached and rerun.folder == first.folder
+    assert rerun.record["notebook_sha256"] == edited.content_hash() != first_sha
+
+
+def test_a_folder_without_run_record_is_not_trusted(chapter: Chapter, tmp_path: Path) -> None:
+    done = run_chapter(chapter, {"n": 2}, out=tmp_path / "run")
+    params = done.parameters
+    assert cached_run(tmp_path / "run", chapter, params) is not None
+    (tmp_path / "run" / "run.json").unlink()
+    assert cached_run(tmp_path / "run", chapter, params) is None
+    # and it is not silently overwritten either: it might be someone's folder
+    with pytest.raises(FileExistsError, match="not a v1nb run folder"):
+        run_chapter(chapter, {"n": 2}, out=tmp_path / "run")
+
+
+def test_failing_chapter_reports_cell_and_error_and_leaves_no_result(chapter: Chapter, book: Path) -> None:
+    folder = default_run_folder(book, chapter, chapter.resolve({"fail": True}))
+    with pytest.raises(ChapterFailed) as info:
+        run_chapter(chapter, {"fail": "true"}, root=book)
+    err = info.value
+    assert (err.chapter, err.cell_index, err.first_line) == ("tiny", 3, "if fail:")
+    assert (err.ename, err.evalue) == ("ValueError", "asked to fail")
+    assert "chapter 'tiny' failed in cell 3 (`if fail:`): ValueError: asked to fail" in str(err)
+    assert not folder.exists()
+    assert err.notebook == folder.with_name(folder.name + ".failed.ipynb") and err.notebook.is_file()
+    assert leftovers(book) == []
+
+
+def test_interrupted_run_leaves_nothing_behind(chapter: Chapter, tmp_path: Path, monkeypatch) -> None:
+    import papermill
+
+    def interrupted(input_path, output_path, parameters, **kwargs):
+        # a run that got as far as writing results, then was killed (Ctrl-C)
+        out = Path(output_path).parent
+        (out / "results.json").write_text('{"values": {"mean": 1.0}}')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_chapter(chapter, {"n": 2}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_output_dir_is_the_runners(chapter: Chapter, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="output_dir is set by the runner"):
+        run_chapter(chapter, {"output_dir": "/elsewhere"}, out=tmp_path / "run")
+
+
+def test_parameters_hash_ignores_output_dir() -> None:
+    a = parameters_hash({"seed": 0, "output_dir": "a"})
+    assert a == parameters_hash({"seed": 0, "output_dir": "b"}) != parameters_hash({"seed": 1, "output_dir": "a"})

@@ -1,0 +1,180 @@
+"""Building the book: run every chapter (or reuse its cached run), stage, render strictly.
+
+Chapter sources are committed without outputs and Jupyter Book is configured not to execute
+(``execute_notebooks: "off"``), so the HTML is built from a staging copy of the book in which
+every chapter notebook is replaced by its executed run::
+
+    _build/stage/   _config.yml, _toc.yml, references.bib, book/ (executed notebooks, run figures)
+    _build/html/    the rendered book
+
+Jupyter Book 1 runs with warnings as errors (``-W``, without ``--keep-going``) and ``--all``,
+because Sphinx does not repeat the warnings of pages it does not rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from v1nb.chapters import Chapter, ParameterError, book_chapters
+from v1nb.runner import RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
+
+PROFILES = ("quick", "default")
+#: Files of the book root that the build needs besides ``book/``.
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+#: Marker line in a MyST page that staging replaces by the table of every chapter's parameters.
+PARAMETERS_MARKER = "<!-- v1nb:parameters -->"
+
+
+class BookBuildError(RuntimeError):
+    """Jupyter Book failed (a warning counts as failure)."""
+
+
+@dataclass(frozen=True)
+class BookResult:
+    """Where the HTML landed and which runs it shows."""
+
+    html: Path
+    runs: list[RunResult]
+
+
+def chapter_overrides(chapter: Chapter, profile: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a chapter gets in a book build.
+
+    ``profile="quick"`` sets ``data="twin:quick"`` for chapters whose default data is a twin;
+    book-wide ``overrides`` apply to the chapters that declare the parameter (and win).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    out: dict[str, Any] = {}
+    default_data = chapter.parameters["data"].default
+    if profile == "quick" and isinstance(default_data, str) and default_data.startswith("twin"):
+        out["data"] = "twin:quick"
+    out.update({k: v for k, v in overrides.items() if k in chapter.parameters})
+    return out
+
+
+def build_book(
+    root: str | os.PathLike,
+    profile: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    execute: bool = True,
+    progress: bool = True,
+    quiet: bool = False,
+) -> BookResult:
+    """Execute (or reuse) every chapter of ``<root>/_toc.yml`` and build the HTML strictly.
+
+    Parameters
+    ----------
+    root : path
+        The book root (holds ``_toc.yml``).
+    profile : {"quick", "default"}
+    overrides : mapping, optional
+        Parameter values applied to every chapter that has the parameter; a name no chapter has
+        is an error.
+    execute : bool
+        If False, never execute: every chapter must have a cached run for these parameters.
+    progress : bool
+        Show a tqdm bar over chapters.
+    quiet : bool
+        Pass ``-q`` to Jupyter Book (warnings are still shown).
+
+    Raises
+    ------
+    ParameterError, ChapterFailed, BookBuildError
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root).resolve()
+    overrides = dict(overrides or {})
+    chapters = book_chapters(root)
+    known = {name for c in chapters for name in c.parameters}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        listing = "\n".join(c.describe_parameters() for c in chapters) or "(the book has no notebook chapters)"
+        raise ParameterError(f"no chapter of the book has parameter(s) {', '.join(unknown)}.\n{listing}")
+
+    runs: list[RunResult] = []
+    bar = tqdm(chapters, desc="chapters", unit="chapter", disable=not progress or not chapters)
+    for chapter in bar:
+        bar.set_postfix_str(chapter.name)
+        params = chapter_overrides(chapter, profile, overrides)
+        if execute:
+            runs.append(run_chapter(chapter, params, root=root))
+        else:
+            resolved = resolve_parameters(chapter, params)
+            hit = cached_run(default_run_folder(root, chapter, resolved), chapter, resolved)
+            if hit is None:
+                raise FileNotFoundError(
+                    f"--no-execute: chapter {chapter.name!r} has no cached run for these parameters "
+                    f"(profile {profile!r}); run `v1nb book` (or `v1nb run {chapter.name}`) first"
+                )
+            runs.append(hit)
+    bar.close()
+
+    stage_dir = stage(root, chapters, runs)
+    html = render(stage_dir, root / "_build", quiet=quiet)
+    return BookResult(html, runs)
+
+
+def stage(root: Path, chapters: list[Chapter], runs: list[RunResult]) -> Path:
+    """Copy the book into ``<root>/_build/stage`` with each chapter replaced by its executed run."""
+    target = root / "_build" / "stage"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in BOOK_FILES:
+        if (root / name).is_file():
+            shutil.copy2(root / name, target / name)
+    shutil.copytree(root / "book", target / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for chapter, run in zip(chapters, runs):
+        rel = chapter.path.resolve().relative_to(root)
+        shutil.copy2(run.notebook, target / rel)
+        figures = run.folder / "figures"
+        if figures.is_dir():  # so prose can link a chapter's saved figure files
+            shutil.copytree(figures, target / rel.parent / "figures" / chapter.name, dirs_exist_ok=True)
+    table = parameters_markdown(chapters)
+    for page in (target / "book").rglob("*.md"):
+        text = page.read_text()
+        if PARAMETERS_MARKER in text:
+            page.write_text(text.replace(PARAMETERS_MARKER, table))
+    return target
+
+
+def parameters_markdown(chapters: list[Chapter]) -> str:
+    """A MyST table per chapter of its parameters, defaults and help."""
+    if not chapters:
+        return "*The book has no notebook chapters yet.*"
+    blocks = []
+    for c in chapters:
+        rows = [f"**{c.title}** — `v1nb run {c.name}`", "", "| parameter | default | type | meaning |",
+                "|---|---|---|---|"]
+        for p in c.parameters.values():
+            note = "set by the runner to the run folder" if p.name == "output_dir" else p.help
+            rows.append(f"| `{p.name}` | `{p.default!r}` | {p.type.__name__} | {note.replace('|', '&#124;')} |")
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def render(stage_dir: Path, build_dir: Path, quiet: bool = False) -> Path:
+    """Run ``jupyter-book build -W --all`` on ``stage_dir``; return ``<build_dir>/html``."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    command = [str(exe) if exe.exists() else "jupyter-book", "build", str(stage_dir),
+               "--path-output", str(build_dir.parent), "--warningiserror", "--all", "--builder", "html"]
+    if build_dir.name != "_build":
+        raise ValueError(f"Jupyter Book always writes into a folder named _build, not {build_dir}")
+    if quiet:
+        command.append("-q")
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        raise BookBuildError(
+            f"jupyter-book build failed (exit {done.returncode}); warnings count as errors. "
+            f"Command: {' '.join(command)}"
+        )
+    return build_dir / "html"

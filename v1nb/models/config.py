@@ -1,0 +1,126 @@
+"""The settings of a core–readout model and its training, with their defaults and validation.
+
+One flat :class:`ModelConfig` holds every setting so that a fit is described by
+``(core, readout, seed, config)`` and the cache key is a hash of exactly that. Defaults follow
+the Sinz-lab reference settings (methods.md §2) except where this CPU needs a cheaper choice:
+the hidden kernels are 5×5 plain convolutions (7×7 depth-separable convolutions are very slow on
+CPU) and there are 3 layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+#: The cores :func:`v1nb.models.fit` accepts.
+CORES = ("cnn", "rotation", "ln")
+#: The readouts :func:`v1nb.models.fit` accepts.
+READOUTS = ("gaussian", "factorized")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every setting of a model and its training (see :func:`make_config`)."""
+
+    # --- core (cnn / ln) -------------------------------------------------------------------
+    layers: int = 3  # convolutional layers
+    hidden_channels: int = 32  # channels per layer (cnn / ln)
+    input_kernel: int = 9  # first-layer kernel size
+    hidden_kernel: int = 5  # kernel size of layers 2..L
+    depth_separable: bool = False  # hidden layers as 1×1 → depthwise k×k → 1×1
+    padding: bool = False  # zero "same" padding; off = valid convolutions (reference setting)
+    gamma_input: float = 6.4  # weight of the Laplace-L2-norm penalty on first-layer filters
+    gamma_hidden: float = 0.0  # weight of the group-sparsity penalty on hidden filters
+    channels_last: bool = False  # torch channels_last memory layout (faster for some CPU convs)
+    # --- rotation-equivariant core -----------------------------------------------------------
+    rotations: int = 8  # number of orientations R
+    rotation_features: int = 8  # feature maps per orientation F (channels = R * F)
+    basis_order: int = 3  # highest total order of the 2-D Hermite basis
+    # --- readout -----------------------------------------------------------------------------
+    gamma_readout: float = 0.0076  # L1 weight on readout features (gaussian) / mask×features (factorized)
+    init_mu_range: float = 0.3  # Gaussian readout: μ_n ~ U(±init_mu_range) at start
+    init_sigma: float = 0.1  # Gaussian readout: initial covariance scale (grid units)
+    position_predictor: bool = False  # predict μ_n from cortical position (MLP ending in tanh)
+    elu_offset: float = 0.0  # output = ELU(ŷ + elu_offset) + 1
+    # --- training ----------------------------------------------------------------------------
+    loss: str = "poisson"  # "poisson" (counts, rates) or "mse" (e.g. dF/F that can be negative)
+    lr: float = 0.009  # Adam learning rate (reference: 0.009 at batch 128)
+    batch_size: int = 128
+    max_epochs: int = 200  # hard cap on epochs
+    patience: int = 5  # epochs without validation improvement before an lr decay
+    lr_decay_factor: float = 0.3
+    max_lr_decays: int = 4  # stop at the plateau after this many decays
+    tolerance: float = 1e-6  # minimal improvement of the validation correlation that counts
+    validation_fraction: float = 0.1  # share of training trials held out when there is no validation tier
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
+    progress: bool = True  # tqdm progress bar over epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def valid_keys() -> tuple[str, ...]:
+    """The names :func:`make_config` accepts."""
+    return tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def make_config(**overrides: Any) -> ModelConfig:
+    """The default :class:`ModelConfig` with ``overrides`` applied and checked.
+
+    Raises
+    ------
+    TypeError
+        For an unknown key (the message lists the valid ones) or a value of the wrong type.
+    ValueError
+        For an out-of-range value.
+    """
+    keys = valid_keys()
+    unknown = sorted(set(overrides) - set(keys))
+    if unknown:
+        raise TypeError(f"unknown model setting(s) {unknown}; valid settings are: {', '.join(keys)}")
+    defaults = ModelConfig()
+    clean: dict[str, Any] = {}
+    for name, value in overrides.items():
+        expected = type(getattr(defaults, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise TypeError(f"model setting {name}={value!r} must be {expected.__name__}")
+        clean[name] = value
+    config = dataclasses.replace(defaults, **clean)
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(c: ModelConfig) -> None:
+    positive = ("layers", "hidden_channels", "input_kernel", "hidden_kernel", "rotations",
+                "rotation_features", "batch_size", "max_epochs", "patience", "lr")
+    for name in positive:
+        if getattr(c, name) <= 0:
+            raise ValueError(f"model setting {name}={getattr(c, name)!r} must be positive")
+    for name in ("input_kernel", "hidden_kernel"):
+        if getattr(c, name) % 2 == 0:
+            raise ValueError(f"model setting {name}={getattr(c, name)} must be odd (centred filters)")
+    for name in ("gamma_input", "gamma_hidden", "gamma_readout", "init_sigma", "max_lr_decays", "basis_order"):
+        if getattr(c, name) < 0:
+            raise ValueError(f"model setting {name}={getattr(c, name)!r} must be ≥ 0")
+    if not 0 < c.init_mu_range <= 1:
+        raise ValueError(f"init_mu_range={c.init_mu_range} must be in (0, 1] (grid units)")
+    if not 0 < c.lr_decay_factor < 1:
+        raise ValueError(f"lr_decay_factor={c.lr_decay_factor} must be in (0, 1)")
+    if not 0 < c.validation_fraction < 1:
+        raise ValueError(f"validation_fraction={c.validation_fraction} must be in (0, 1)")
+    if c.loss not in ("poisson", "mse"):
+        raise ValueError(f"loss={c.loss!r} must be 'poisson' or 'mse'")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+    return value
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
+    """Rebuild a config saved with :meth:`ModelConfig.to_dict` (unknown keys raise)."""
+    return make_config(**dict(values))

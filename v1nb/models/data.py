@@ -1,0 +1,135 @@
+"""From a schema dataset to the tensors a model trains on.
+
+Images are standardised with the mean and standard deviation of the training images; responses
+are divided by each neuron's standard deviation on the training trials (floored at 1 % of the
+mean standard deviation, the Sensorium convention) so one learning rate suits every recording.
+Predictions are scaled back, so the model speaks the dataset's units.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from v1nb.data.schema import validate
+from v1nb.models.config import ModelConfig
+
+
+class ModelWarning(UserWarning):
+    """Something about the data the model had to work around (masked NaNs, a carved-out split)."""
+
+
+@dataclass
+class TrainingData:
+    """Tensors for training, all on CPU.
+
+    Attributes
+    ----------
+    images : (n_images, 1, H, W) float32, standardised
+    train_images, val_images : (n_train,), (n_val,) int64 — row of ``images`` per trial
+    train_responses, val_responses : (n_train, N), (n_val, N) float32, scaled, NaN = missing
+    response_scale : (N,) float32 — divide responses by it, multiply predictions by it
+    image_mean, image_std : float
+    n_masked : int — NaN responses among the training + validation trials
+    validation_source : str — "validation tier" or "held out from train (fraction f)"
+    """
+
+    images: torch.Tensor
+    train_images: torch.Tensor
+    train_responses: torch.Tensor
+    val_images: torch.Tensor
+    val_responses: torch.Tensor
+    response_scale: torch.Tensor
+    image_mean: float
+    image_std: float
+    n_masked: int
+    validation_source: str
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.train_responses.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+
+
+def _tier_trials(ds: xr.Dataset, tier: str) -> np.ndarray:
+    mask = (ds["tier"].values.astype(str) == tier) & (ds["image_id"].values >= 0)
+    return np.flatnonzero(mask)
+
+
+def check_dataset(ds: xr.Dataset) -> None:
+    """Raise a clear error when ``ds`` cannot train a response model."""
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"dataset must be an xarray.Dataset in the v1nb schema, got {type(ds).__name__}")
+    source = ds.attrs.get("source", "the dataset")
+    validate(ds, where=source)
+    if "images" not in ds:
+        raise ValueError(f"{source!r} has no 'images': a response model needs the stimulus pixels")
+    if len(_tier_trials(ds, "train")) == 0:
+        raise ValueError(f"{source!r} has no 'train' trials with known images: nothing to fit")
+
+
+def prepare(ds: xr.Dataset, config: ModelConfig, seed: int) -> TrainingData:
+    """Split, scale and convert ``ds`` for training.
+
+    Without a validation tier, ``config.validation_fraction`` of the training images (all their
+    trials) are held out for early stopping, chosen with ``seed``, and a :class:`ModelWarning`
+    says so.
+    """
+    check_dataset(ds)
+    source = ds.attrs.get("source", "the dataset")
+    train = _tier_trials(ds, "train")
+    val = _tier_trials(ds, "validation")
+    validation_source = "validation tier"
+    if len(val) == 0:
+        ids = np.unique(ds["image_id"].values[train])
+        if len(ids) < 2:
+            raise ValueError(f"{source!r}: too few training images to hold out a validation set")
+        rng = np.random.default_rng(seed)
+        n_val = max(1, int(round(config.validation_fraction * len(ids))))
+        held = np.isin(ds["image_id"].values[train], rng.choice(ids, n_val, replace=False))
+        train, val = train[~held], train[held]
+        validation_source = f"held out from train (fraction {config.validation_fraction})"
+        warnings.warn(f"{source!r} has no validation tier: {len(val)} training trials ({n_val} images) "
+                      "are held out for early stopping", ModelWarning, stacklevel=3)
+    responses = ds["responses"].transpose("trial", "neuron").values
+    y_train = responses[train].astype(np.float32)
+    y_val = responses[val].astype(np.float32)
+    n_masked = int(np.isnan(y_train).sum() + np.isnan(y_val).sum())
+    if n_masked:
+        warnings.warn(f"{source!r}: {n_masked} NaN responses in the training/validation trials are masked "
+                      "out of the loss and the validation score", ModelWarning, stacklevel=3)
+    if np.isnan(y_train).all(0).any():
+        bad = np.flatnonzero(np.isnan(y_train).all(0))[:10].tolist()
+        raise ValueError(f"{source!r}: neurons {bad} have no measured training response")
+    if config.loss == "poisson" and np.nanmin(y_train) < 0:
+        raise ValueError(f"{source!r} has negative responses (min {np.nanmin(y_train):.3g}): the Poisson loss "
+                         "needs non-negative rates or counts; use loss='mse'")
+    std = np.nanstd(y_train, axis=0)
+    floor = 0.01 * float(np.mean(std)) if np.mean(std) > 0 else 1.0
+    scale = np.maximum(std, floor).astype(np.float32)
+    images = ds["images"].values.astype(np.float32)
+    used = images[np.unique(ds["image_id"].values[train])]
+    mean, sd = float(used.mean()), float(used.std())
+    sd = sd if sd > 0 else 1.0
+    return TrainingData(
+        images=torch.from_numpy((images - mean) / sd)[:, None],
+        train_images=torch.from_numpy(ds["image_id"].values[train].astype(np.int64)),
+        train_responses=torch.from_numpy(y_train / scale),
+        val_images=torch.from_numpy(ds["image_id"].values[val].astype(np.int64)),
+        val_responses=torch.from_numpy(y_val / scale),
+        response_scale=torch.from_numpy(scale),
+        image_mean=mean, image_std=sd, n_masked=n_masked, validation_source=validation_source,
+    )
+
+
+def initial_bias(train_responses: torch.Tensor) -> torch.Tensor:
+    """Biases for which ``ELU(b) + 1`` equals each neuron's mean (scaled) training response."""
+    mean = torch.nan_to_num(train_responses.nanmean(0), nan=1.0).clamp_min(1e-3)
+    return torch.where(mean >= 1, mean - 1, torch.log(mean))

@@ -1,0 +1,147 @@
+"""Readouts: from the core's feature maps to one response per neuron.
+
+Both readouts keep a feature vector ``w_n`` per neuron — the neuron's **embedding**, what later
+chapters cluster — and a bias ``b_n``.
+
+:class:`GaussianReadout` ("FullGaussian2d", Lurz et al. 2021)
+    Reads the feature maps at one position ``μ_n`` per neuron (bilinear interpolation). During
+    training the position is sampled from ``N(μ_n, Σ_n Σ_nᵀ)`` so the gradient explores the
+    neighbourhood; at evaluation it is ``μ_n``. Optionally ``μ_n`` is predicted from the neuron's
+    cortical position by a small MLP ending in tanh (retinotopy shared across neurons).
+:class:`FactorizedReadout` ("what/where", Klindt et al. 2017)
+    A full spatial mask ``s_n`` (H'×W') per neuron times the feature vector ``w_n``, with the
+    penalty ``λ Σ_n ‖s_n‖₁ ‖w_n‖₁``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class PositionPredictor(nn.Module):
+    """MLP from cortical position to readout position: ``(N, 3) → (N, 2)`` in ``(−1, 1)``.
+
+    Parameters
+    ----------
+    positions : tensor (N, 3)
+        Cortical positions, standardised here (so µm or any unit works).
+    hidden : int
+    """
+
+    def __init__(self, positions: torch.Tensor, hidden: int = 16):
+        super().__init__()
+        mean, std = positions.mean(0), positions.std(0).clamp_min(1e-6)
+        self.register_buffer("positions", (positions - mean) / std)
+        self.mlp = nn.Sequential(nn.Linear(positions.shape[1], hidden), nn.ELU(),
+                                 nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 2), nn.Tanh())
+
+    def forward(self) -> torch.Tensor:
+        return self.mlp(self.positions)
+
+
+class GaussianReadout(nn.Module):
+    """Per-neuron Gaussian-sampled position × feature vector.
+
+    Parameters
+    ----------
+    in_channels : int
+        ``C``, channels of the core output.
+    n_neurons : int
+    bias : tensor (N,), optional
+        Initial biases (pre-nonlinearity), e.g. matched to the mean responses.
+    init_mu_range, init_sigma : float
+        ``μ_n ~ U(±init_mu_range)``; ``Σ_n = init_sigma · I`` (grid units, the map spans [−1, 1]).
+    gamma_readout : float
+        Weight of the L1 penalty on the features.
+    positions : tensor (N, 3), optional
+        Cortical positions: when given, ``μ_n`` comes from a :class:`PositionPredictor`.
+    generator : torch.Generator, optional
+        Source of the position samples during training (for reproducible fits).
+
+    Shapes
+    ------
+    ``forward``: ``(B, C, H, W) → (B, N)``.
+    """
+
+    def __init__(self, in_channels: int, n_neurons: int, bias: torch.Tensor | None = None,
+                 init_mu_range: float = 0.3, init_sigma: float = 0.1, gamma_readout: float = 0.0076,
+                 positions: torch.Tensor | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.gamma_readout = gamma_readout
+        self.generator = generator
+        if positions is None:
+            self._mu = nn.Parameter(torch.empty(n_neurons, 2).uniform_(-init_mu_range, init_mu_range))
+            self.position_predictor = None
+        else:
+            self._mu = None
+            self.position_predictor = PositionPredictor(positions)
+        self.sigma = nn.Parameter(torch.eye(2).repeat(n_neurons, 1, 1) * init_sigma)  # (N, 2, 2)
+        self.features = nn.Parameter(torch.full((n_neurons, in_channels), 1.0 / in_channels))
+        self.bias = nn.Parameter(torch.zeros(n_neurons) if bias is None else bias.clone().float())
+
+    @property
+    def mu(self) -> torch.Tensor:
+        """Readout positions ``(N, 2)`` as (x, y) in grid units [−1, 1]."""
+        return self.position_predictor() if self.position_predictor is not None else self._mu
+
+    def grid(self, batch: int) -> torch.Tensor:
+        """Sampling positions ``(B, N, 1, 2)``: ``μ_n + Σ_n ε`` in training, ``μ_n`` in evaluation."""
+        mu = self.mu
+        if self.training:
+            eps = torch.randn(batch, mu.shape[0], 2, generator=self.generator).to(mu)
+            grid = mu + torch.einsum("nij,bnj->bni", self.sigma, eps)
+        else:
+            grid = mu.expand(batch, -1, -1)
+        return grid.clamp(-1, 1).unsqueeze(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sampled = F.grid_sample(x, self.grid(x.shape[0]), mode="bilinear", align_corners=True)  # (B, C, N, 1)
+        return torch.einsum("bcn,nc->bn", sampled[..., 0], self.features) + self.bias
+
+    def regularizer(self) -> torch.Tensor:
+        return self.gamma_readout * self.features.abs().sum()
+
+
+class FactorizedReadout(nn.Module):
+    """Per-neuron spatial mask × feature vector (Klindt et al. 2017).
+
+    Parameters
+    ----------
+    in_channels : int
+    n_neurons : int
+    spatial_shape : (int, int)
+        ``(H', W')`` of the core output.
+    bias : tensor (N,), optional
+    gamma_readout : float
+        Weight of ``Σ_n ‖s_n‖₁ ‖w_n‖₁``.
+    generator : torch.Generator, optional
+        For the random initialisation of the masks.
+
+    Shapes
+    ------
+    ``forward``: ``(B, C, H', W') → (B, N)``.
+    """
+
+    def __init__(self, in_channels: int, n_neurons: int, spatial_shape: tuple[int, int],
+                 bias: torch.Tensor | None = None, gamma_readout: float = 0.0076,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.gamma_readout = gamma_readout
+        h, w = spatial_shape
+        self.spatial_shape = (h, w)
+        # a small positive random start: each neuron begins by pooling the whole map weakly
+        self.masks = nn.Parameter(torch.rand(n_neurons, h, w, generator=generator) / (h * w))
+        self.features = nn.Parameter(torch.full((n_neurons, in_channels), 1.0 / in_channels))
+        self.bias = nn.Parameter(torch.zeros(n_neurons) if bias is None else bias.clone().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.spatial_shape:
+            raise ValueError(f"core output is {tuple(x.shape[-2:])} but the readout masks are {self.spatial_shape}: "
+                             "the images must have the size the model was trained on")
+        pooled = torch.einsum("bchw,nhw->bnc", x, self.masks)
+        return (pooled * self.features).sum(-1) + self.bias
+
+    def regularizer(self) -> torch.Tensor:
+        return self.gamma_readout * (self.masks.abs().flatten(1).sum(1) * self.features.abs().sum(1)).sum()

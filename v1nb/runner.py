@@ -1,0 +1,286 @@
+"""Executing one chapter: parameters in, a complete run folder out (or nothing).
+
+A run folder holds::
+
+    <chapter>.ipynb   the executed notebook (papermill, kernel ``python3``)
+    results.json      the chapter's numbers, written by its :class:`v1nb.report.Report`
+    figures/*.png     the chapter's figures
+    run.json          written last by the runner: parameters, notebook hash, versions, wall time
+
+The chapter executes in a temporary folder beside the target, which is renamed into place only
+after ``results.json`` and ``run.json`` exist (:func:`v1nb.io.atomic_dir`). A run folder therefore
+either is complete or does not exist, and ``run.json`` is the marker that a cache lookup trusts.
+
+The default run folder is ``<book root>/runs/<chapter>/<hash of parameters>/``; a run is reused
+when its notebook content, parameters and package versions (including a hash of the ``v1nb``
+sources) all match.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import nbformat
+
+from v1nb.chapters import Chapter
+from v1nb.io import atomic_dir, atomic_path, write_json
+from v1nb.provenance import provenance, versions
+
+#: Kernel every chapter runs on (the one in the environment running ``v1nb``).
+KERNEL = "python3"
+#: Per-cell timeout in seconds: generous, model fitting cells on 2 CPU cores can take minutes.
+CELL_TIMEOUT = 3600
+RUN_RECORD = "run.json"
+RESULTS = "results.json"
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while executing.
+
+    Attributes
+    ----------
+    chapter : str
+    cell_index : int | None
+        0-based index of the failing cell in the chapter's source notebook.
+    first_line : str
+        The first line of the failing cell's source.
+    ename, evalue : str
+        The exception's type name and message.
+    notebook : Path | None
+        The partly executed notebook, kept for inspection (not a trusted result).
+    """
+
+    def __init__(self, chapter: str, ename: str, evalue: str, cell_index: int | None = None,
+                 first_line: str = "", notebook: Path | None = None):
+        self.chapter, self.ename, self.evalue = chapter, ename, evalue
+        self.cell_index, self.first_line, self.notebook = cell_index, first_line, notebook
+        where = f" in cell {cell_index} (`{first_line}`)" if cell_index is not None else ""
+        kept = f"\nPartly executed notebook: {notebook}" if notebook else ""
+        super().__init__(f"chapter {chapter!r} failed{where}: {ename}: {evalue}{kept}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A completed run.
+
+    Attributes
+    ----------
+    chapter : str
+    folder : Path
+        The run folder.
+    parameters : dict
+        All parameter values the chapter ran with.
+    cached : bool
+        True if an earlier identical run was reused instead of executing.
+    wall_time : float
+        Seconds the execution took (of the original run when cached).
+    """
+
+    chapter: str
+    folder: Path
+    parameters: dict[str, Any]
+    cached: bool
+    wall_time: float
+
+    @property
+    def notebook(self) -> Path:
+        return self.folder / f"{self.chapter}.ipynb"
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return json.loads((self.folder / RESULTS).read_text())
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return json.loads((self.folder / RUN_RECORD).read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def package_hash() -> str:
+    """SHA-256 over the ``v1nb`` package's Python sources: any code change invalidates cached runs.
+
+    Stricter than comparing the version number, which does not change while the code is being
+    worked on. Computed once per process, so one ``v1nb book`` compares all chapters against the
+    same sources.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def parameters_hash(parameters: Mapping[str, Any]) -> str:
+    """Short hash naming a run folder; ``output_dir`` is excluded (it is where, not what)."""
+    key = {k: v for k, v in parameters.items() if k != "output_dir"}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_run_folder(root: str | os.PathLike, chapter: Chapter, parameters: Mapping[str, Any]) -> Path:
+    """``<root>/runs/<chapter>/<parameters hash>``."""
+    return Path(root) / "runs" / chapter.name / parameters_hash(parameters)
+
+
+def resolve_parameters(chapter: Chapter, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validated parameters; a ``data`` value naming an existing relative path is made absolute.
+
+    The notebook executes in its own folder, so a path the user typed relative to where they ran
+    ``v1nb`` would otherwise point elsewhere.
+    """
+    overrides = dict(overrides or {})
+    data = overrides.get("data")
+    if isinstance(data, str) and not data.startswith("twin") and Path(data).exists():
+        overrides["data"] = str(Path(data).resolve())
+    return chapter.resolve(overrides)
+
+
+def cached_run(folder: str | os.PathLike, chapter: Chapter, parameters: Mapping[str, Any]) -> RunResult | None:
+    """The run in ``folder`` if it is complete and matches this chapter, parameters and versions."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    key = _cache_key(chapter, parameters)
+    if any(record.get(k) != v for k, v in key.items()):
+        return None
+    if not (folder / RESULTS).is_file() or not (folder / f"{chapter.name}.ipynb").is_file():
+        return None
+    return RunResult(chapter.name, folder, record["parameters"], True, record.get("wall_time_s", 0.0))
+
+
+def run_chapter(
+    chapter: Chapter,
+    overrides: Mapping[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    reuse: bool = True,
+    timeout: int = CELL_TIMEOUT,
+    progress: bool = False,
+) -> RunResult:
+    """Execute ``chapter`` with papermill into a run folder (or reuse an identical earlier run).
+
+    Parameters
+    ----------
+    chapter : Chapter
+    overrides : mapping, optional
+        Parameter values (command-line strings or Python values), validated against the chapter's
+        parameters cell before anything executes. ``output_dir`` is always the run folder.
+    out : path, optional
+        The run folder. Default ``<root>/runs/<chapter>/<parameters hash>``.
+    root : path, optional
+        The book root (default: the notebook's folder, used only for the default run folder).
+    reuse : bool
+        Return an existing complete run with the same notebook, parameters and versions.
+    timeout : int
+        Per-cell timeout in seconds.
+    progress : bool
+        Show papermill's progress bar over cells.
+
+    Raises
+    ------
+    ParameterError
+        Unknown parameter or wrong type (nothing is executed).
+    ChapterFailed
+        The notebook raised; the partly executed notebook is kept beside the run folder as
+        ``<folder>.failed.ipynb`` and no run folder is created.
+    """
+    import papermill as pm
+
+    if overrides and "output_dir" in overrides:
+        raise ValueError("output_dir is set by the runner; choose the run folder with `out`")
+    parameters = resolve_parameters(chapter, overrides)
+    folder = Path(out) if out is not None else default_run_folder(root or chapter.path.parent, chapter, parameters)
+    folder = folder.resolve()
+    _check_replaceable(folder)
+    if reuse and (hit := cached_run(folder, chapter, parameters)) is not None:
+        return hit
+
+    cwd = chapter.path.parent.resolve()
+    failed_copy = folder.with_name(folder.name + ".failed.ipynb")
+    start = time.perf_counter()
+    with atomic_dir(folder) as tmp:
+        executed = tmp / f"{chapter.name}.ipynb"
+        run_params = {**parameters, "output_dir": _shown_path(tmp, cwd)}
+        try:
+            pm.execute_notebook(
+                str(chapter.path), str(executed), parameters=run_params, kernel_name=KERNEL,
+                cwd=str(cwd), execution_timeout=timeout, progress_bar=progress, log_output=False,
+            )
+        except Exception as exc:
+            if executed.exists():
+                os.replace(executed, failed_copy)
+            raise _failure(chapter, exc, failed_copy if failed_copy.exists() else None) from exc
+        wall = time.perf_counter() - start
+        if not (tmp / RESULTS).is_file():
+            raise ChapterFailed(chapter.name, "MissingResults",
+                                f"the notebook wrote no {RESULTS}; does it end with report.save()?")
+        parameters["output_dir"] = _shown_path(folder, cwd)
+        _relocate(tmp, executed, run_params["output_dir"], parameters["output_dir"])
+        write_json(tmp / RUN_RECORD, provenance(
+            chapter=chapter.name, notebook=str(chapter.path.resolve()), parameters=parameters,
+            wall_time_s=round(wall, 3), **_cache_key(chapter, parameters),
+        ))
+    failed_copy.unlink(missing_ok=True)
+    return RunResult(chapter.name, folder, parameters, False, wall)
+
+
+def _cache_key(chapter: Chapter, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "notebook_sha256": chapter.content_hash(),
+        "parameters_key": {k: v for k, v in parameters.items() if k != "output_dir"},
+        "package_sha256": package_hash(),
+        "versions": versions(),
+    }
+
+
+def _shown_path(path: Path, cwd: Path) -> str:
+    """``path`` relative to the notebook's folder when they share a tree (portable in the book)."""
+    if os.path.commonpath([path, cwd]) != os.sep:
+        return os.path.relpath(path, cwd)
+    return str(path)
+
+
+def _relocate(tmp: Path, executed: Path, tmp_shown: str, final_shown: str) -> None:
+    """Point the executed notebook's injected ``output_dir`` and results.json at the final folder."""
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.replace(tmp_shown, final_shown)  # the temp name is unique
+    with atomic_path(executed) as path:
+        nbformat.write(nb, path)
+    results = json.loads((tmp / RESULTS).read_text())
+    if isinstance(results.get("parameters"), dict) and "output_dir" in results["parameters"]:
+        results["parameters"]["output_dir"] = final_shown
+        write_json(tmp / RESULTS, results)
+
+
+def _check_replaceable(folder: Path) -> None:
+    # A run folder is replaced wholesale; never do that to a folder that is not one.
+    if folder.is_file() or (folder.is_dir() and any(folder.iterdir()) and not (folder / RUN_RECORD).is_file()):
+        raise FileExistsError(f"refusing to write a run into {folder}: it exists and is not a v1nb run folder")
+
+
+def _failure(chapter: Chapter, exc: Exception, notebook: Path | None) -> ChapterFailed:
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(exc, PapermillExecutionError):
+        return ChapterFailed(chapter.name, type(exc).__name__, str(exc), notebook=notebook)
+    index = exc.cell_index
+    if notebook is not None:
+        # papermill inserts an "injected-parameters" cell; report the index in the source notebook
+        cells = nbformat.read(notebook, as_version=4).cells
+        injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])]
+        if injected and index > injected[0]:
+            index -= 1
+    first = next((line for line in exc.source.splitlines() if line.strip()), "")
+    return ChapterFailed(chapter.name, exc.ename, exc.evalue, index, first, notebook)
