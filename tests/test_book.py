@@ -85,9 +85,14 @@ def test_every_citation_in_the_book_is_in_references_bib() -> None:
     import re
 
     keys = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "references.bib").read_text(), flags=re.M))
+    import nbformat
+
+    texts = [page.read_text() for page in (REPO / "book").rglob("*.md")]
+    for notebook in (REPO / "book").rglob("*.ipynb"):
+        texts += [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown"]
     cited = set()
-    for page in (REPO / "book").rglob("*.md"):
-        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+    for text in texts:
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
             cited.update(k.strip() for k in group.split(","))
     assert cited and cited <= keys, sorted(cited - keys)
 

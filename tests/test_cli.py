@@ -44,6 +44,12 @@ def test_list_finds_the_root_from_the_current_folder(book: Path, monkeypatch) ->
     assert result.exit_code == 0 and "tiny: A tiny chapter" in result.output
 
 
+def test_list_outside_a_book_says_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["list"])
+    assert result.exit_code == 1 and "no _toc.yml in" in result.output
+
+
 def test_run_rejects_bad_parameters_before_running(book: Path) -> None:
     result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "n", "2.5"])
     assert result.exit_code == 1

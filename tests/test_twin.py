@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from v1nb.data import repeat_array, select_tier, twin, validate
+from v1nb.data import read_netcdf, repeat_array, select_tier, to_netcdf, twin, validate
 from v1nb.data.schema import provenance_of
 from v1nb.data.stimuli import gratings
 from v1nb.data.twin import CELL_TYPES, PROFILES, TwinConfig, make_config, population_of, twin_population
@@ -219,3 +219,12 @@ def test_population_rebuilds_from_the_dataset(quick):
     np.testing.assert_array_equal(pop.gain, quick["true_gain"].values)
     np.testing.assert_array_equal(pop.cells.rf_x, quick["true_rf_x"].values)
     json.loads(quick.attrs["provenance"])  # plain JSON
+
+
+def test_netcdf_round_trip(quick, tmp_path):
+    back = read_netcdf(to_netcdf(quick, tmp_path / "twin.nc"))
+    for name in ("responses", "rates", "images"):
+        np.testing.assert_array_equal(back[name].values, quick[name].values)
+    for name in ("true_type", "true_orientation", "category", "tier", "order"):
+        np.testing.assert_array_equal(back[name].values, quick[name].values)
+    assert back.attrs["provenance"] == quick.attrs["provenance"]

@@ -164,11 +164,11 @@ def parameters_markdown(chapters: list[Chapter]) -> str:
 
 def render(stage_dir: Path, build_dir: Path, quiet: bool = False) -> Path:
     """Run ``jupyter-book build -W --all`` on ``stage_dir``; return ``<build_dir>/html``."""
-    exe = Path(sys.executable).with_name("jupyter-book")
-    command = [str(exe) if exe.exists() else "jupyter-book", "build", str(stage_dir),
-               "--path-output", str(build_dir.parent), "--warningiserror", "--all", "--builder", "html"]
     if build_dir.name != "_build":
         raise ValueError(f"Jupyter Book always writes into a folder named _build, not {build_dir}")
+    exe = Path(sys.executable).with_name("jupyter-book")  # the one installed beside this Python
+    command = [str(exe) if exe.exists() else "jupyter-book", "build", str(stage_dir),
+               "--path-output", str(build_dir.parent), "--warningiserror", "--all", "--builder", "html"]
     if quiet:
         command.append("-q")
     done = subprocess.run(command)

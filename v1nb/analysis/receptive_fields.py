@@ -13,9 +13,12 @@ Response-weighted average (RWA)
     The correlation of each pixel with each neuron's response across trials (the spike-triggered
     average for graded responses). It is blurred by the correlations of natural images.
 
-Both work on pixel features (the linear RF, signed) or on local contrast-energy features
+Both work on pixel features (the linear RF, signed), on local contrast-energy features
 (``features="energy"``: squared high-pass image, blurred), whose RF is a positive blob at the RF
-position for simple *and* complex cells — the better choice to locate RF centres.
+position of complex cells too (their linear RF averages to zero), or on both at once
+(``features="both"``), the best choice to locate the RF centres of a mixed population: the centre
+is taken from the summed squared weights of the two maps (both per standard deviation of a
+feature, so they are comparable).
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from typing import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
+from scipy import linalg, ndimage
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 
 __all__ = ["ReducedRankRegression", "image_features", "receptive_fields", "rf_centers", "rrr_cross_validate"]
 
-FEATURES = ("pixels", "energy")
+FEATURES = ("pixels", "energy", "both")
 
 
 def image_features(images: np.ndarray, features: str = "pixels", sigma: float | None = None) -> np.ndarray:
@@ -50,8 +53,8 @@ def image_features(images: np.ndarray, features: str = "pixels", sigma: float | 
     -------
     (image, y, x) float32 array
     """
-    if features not in FEATURES:
-        raise ValueError(f"features={features!r} is not one of {FEATURES}")
+    if features not in FEATURES[:2]:
+        raise ValueError(f"features={features!r} is not one of {FEATURES[:2]}")
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3:
         raise ValueError(f"images must be (image, y, x), got shape {images.shape}")
@@ -74,10 +77,16 @@ def _safe_std(a: np.ndarray) -> np.ndarray:
 
 def _pca_basis(X: np.ndarray, n_components: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Principal axes (feature, k) and variances (k,) of centred ``X`` (sample, feature)."""
-    evals, vecs = np.linalg.eigh((X.T @ X).astype(np.float64))
-    order = np.argsort(evals)[::-1]
-    k = len(order) if n_components is None else min(int(n_components), len(order))
-    return vecs[:, order[:k]].astype(X.dtype), np.clip(evals[order[:k]], 0, None) / len(X)
+    p = X.shape[1]
+    k = p if n_components is None else min(int(n_components), p)
+    # float64 for the eigensolver: LAPACK's single-precision path is slow and less accurate.
+    cov = (X.T @ X).astype(np.float64)
+    if k < p // 4:  # only the top k eigenpairs: faster when k ≪ p
+        evals, vecs = linalg.eigh(cov, subset_by_index=(p - k, p - 1), driver="evr", check_finite=False)
+    else:
+        evals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:k]
+    return vecs[:, order].astype(X.dtype), np.clip(evals[order], 0, None) / len(X)
 
 
 class ReducedRankRegression(BaseEstimator, RegressorMixin):
@@ -114,12 +123,16 @@ class ReducedRankRegression(BaseEstimator, RegressorMixin):
         Y = np.asarray(Y, dtype=np.float32)
         if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
             raise ValueError(f"X (sample, feature) and Y (sample, target) must have matching rows, got {X.shape} and {Y.shape}")
+        return self._fit(X, Y, None)
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray, basis: tuple[np.ndarray, np.ndarray] | None) -> "ReducedRankRegression":
+        # ``basis`` lets rrr_cross_validate hand over the stimulus PCA it already computed.
         self.x_mean_, self.y_mean_ = X.mean(axis=0), Y.mean(axis=0)
         Xc, Yc = X - self.x_mean_, Y - self.y_mean_
-        self.components_, self.explained_variance_ = _pca_basis(Xc, self.n_components)
+        self.components_, self.explained_variance_ = basis if basis is not None else _pca_basis(Xc, self.n_components)
         Z = Xc @ self.components_
-        coef_pc, self.filters_ = _rrr_solve(Z, Z.T @ Yc, self.alpha, self.rank)
-        self.coef_ = self.components_ @ (coef_pc @ self.filters_[:, :self.rank]) @ self.filters_[:, :self.rank].T
+        reduced, self.filters_ = _rrr_solve(Z.T @ Z, Z.T @ Yc, self.alpha, self.rank)
+        self.coef_ = self.components_ @ reduced @ self.filters_.T
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -127,20 +140,43 @@ class ReducedRankRegression(BaseEstimator, RegressorMixin):
         return (np.asarray(X, dtype=np.float32) - self.x_mean_) @ self.coef_ + self.y_mean_
 
 
-def _rrr_solve(Z: np.ndarray, ZtY: np.ndarray, alpha: float, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge coefficients in component space (k, target) and the top ``max_rank`` response axes (target, r)."""
-    gram = (Z.T @ Z).astype(np.float64)
+def _rrr_solve(gram: np.ndarray, ZtY: np.ndarray, alpha: float, max_rank: int,
+               cross: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-``max_rank`` RRR in stimulus-component space.
+
+    Parameters
+    ----------
+    gram : (k, k) array, ``Z'Z`` of the centred stimulus components
+    ZtY : (k, target) array, ``Z'Y``
+    alpha : float, relative ridge strength
+    max_rank : int
+    cross : (k, k) array, optional
+        ``ZtY ZtY'``, reused across ridge strengths (its cost grows with the number of targets).
+
+    Returns
+    -------
+    reduced : (k, r) array
+        ``coef @ filters``, the ridge coefficients seen through the response axes.
+    filters : (target, r) array
+        Orthonormal axes of the fitted values ``Ŷ = Z coef`` (top ``r``).
+    """
     k = gram.shape[0]
+    gram = gram.astype(np.float64)
     ridge = float(alpha) * np.trace(gram) / k
-    coef = np.linalg.solve(gram + ridge * np.eye(k), ZtY.astype(np.float64))
-    # Axes of the fitted values Ŷ = Z coef: Ŷ'Ŷ = coef' gram coef = M'M with M = L' coef, L L' = gram.
+    inv = np.linalg.inv(gram + ridge * np.eye(k))  # k is small (hundreds)
+    if cross is None:
+        cross = (ZtY @ ZtY.T).astype(np.float64)
+    # Ŷ'Ŷ = coef' gram coef with coef = inv ZtY; its top eigenvectors in target space come from
+    # the k × k matrix L' inv cross inv L (L L' = gram), never forming a target × target matrix.
     chol = np.linalg.cholesky(gram + 1e-9 * np.trace(gram) / k * np.eye(k))
-    M = chol.T @ coef  # (k, target)
-    evals, q = np.linalg.eigh(M @ M.T)
+    small = chol.T @ inv @ cross @ inv @ chol
+    evals, q = np.linalg.eigh((small + small.T) / 2)
     order = np.argsort(evals)[::-1][:max_rank]
     s = np.sqrt(np.clip(evals[order], 1e-30, None))
-    filters = (M.T @ q[:, order]) / s  # (target, r) orthonormal
-    return coef.astype(np.float32), filters.astype(np.float32)
+    left = (inv @ chol @ q[:, order]) / s  # (k, r)
+    filters = ZtY.T @ left.astype(ZtY.dtype)  # (target, r) orthonormal
+    reduced = inv.astype(np.float32) @ (ZtY @ filters)
+    return reduced.astype(np.float32), filters.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -148,6 +184,7 @@ class _CVResult:
     explained_variance: np.ndarray  # (alpha, fold, rank)
     ranks: np.ndarray
     alphas: np.ndarray
+    basis: tuple[np.ndarray, np.ndarray]  # stimulus principal axes (feature, k) and variances (k,)
 
 
 def rrr_cross_validate(
@@ -182,10 +219,10 @@ def rrr_cross_validate(
     ranks = np.asarray(sorted(set(int(r) for r in ranks)))
     if ranks.min() < 1:
         raise ValueError(f"ranks must be ≥ 1, got {ranks.tolist()}")
-    max_rank = int(min(ranks.max(), Y.shape[1], X.shape[1]))
     x_mean = X.mean(axis=0)
-    basis, _ = _pca_basis(X - x_mean, n_components)
-    Z_all = (X - x_mean) @ basis
+    basis = _pca_basis(X - x_mean, n_components)
+    max_rank = int(min(ranks.max(), Y.shape[1], basis[0].shape[1]))
+    Z_all = (X - x_mean) @ basis[0]
     ZtY_all = Z_all.T @ Y
     out = np.zeros((len(alphas), n_splits, len(ranks)))
     for f, (train, test) in enumerate(KFold(n_splits, shuffle=True, random_state=random_state).split(X)):
@@ -195,15 +232,16 @@ def rrr_cross_validate(
         ZtY = ZtY_all - Z_all[test].T @ Y[test] - np.outer(z_mean, Y[train].sum(axis=0))
         Z_te, Y_te = Z_all[test] - z_mean, Y[test] - y_mean
         sst = float((Y_te ** 2).sum())
+        gram, cross = Z_tr.T @ Z_tr, (ZtY @ ZtY.T).astype(np.float64)
         for a, alpha in enumerate(alphas):
-            coef, filters = _rrr_solve(Z_tr, ZtY, alpha, max_rank)
-            A = Z_te @ (coef @ filters)  # (test, r): predictions in the filter basis
+            reduced, filters = _rrr_solve(gram, ZtY, alpha, max_rank, cross)
+            A = Z_te @ reduced  # (test, r): predictions in the filter basis
             yw = Y_te @ filters
             # SSE_r = ‖Y‖² − 2 Σ_j⩽r ⟨Y w_j, a_j⟩ + Σ_j⩽r ‖a_j‖², since the filters are orthonormal.
             sse = sst - np.cumsum(2 * (yw * A).sum(axis=0) - (A ** 2).sum(axis=0))
             padded = np.concatenate([sse, np.full(max(ranks.max() - max_rank, 0), sse[-1])])
             out[a, f] = 1 - padded[ranks - 1] / sst
-    return _CVResult(out, ranks, np.asarray(alphas, dtype=float))
+    return _CVResult(out, ranks, np.asarray(alphas, dtype=float), basis)
 
 
 def rf_centers(rf: np.ndarray, sigma: float = 1.0, radius: float | None = None, signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +282,17 @@ def rf_centers(rf: np.ndarray, sigma: float = 1.0, radius: float | None = None, 
     return cx, cy
 
 
-def _design(ds: xr.Dataset, tiers: Sequence[str], features: str, sigma: float | None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def block_average(images: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` × ``factor`` pixel blocks of (image, y, x) (edges that do not fill a block are cropped)."""
+    if factor == 1:
+        return images
+    n, h, w = images.shape
+    h, w = h // factor * factor, w // factor * factor
+    return images[:, :h, :w].reshape(n, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def _design(ds: xr.Dataset, tiers: Sequence[str], features: str, sigma: float | None,
+            factor: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     if "images" not in ds:
         raise ValueError(f"dataset {ds.attrs.get('source', '')!r} has no 'images': receptive fields need the stimuli")
     tier = ds["tier"].values.astype(str)
@@ -255,7 +303,9 @@ def _design(ds: xr.Dataset, tiers: Sequence[str], features: str, sigma: float | 
             f"dataset {ds.attrs.get('source', '')!r} has only {int(keep.sum())} trials with known images in "
             f"tiers {list(tiers)}; receptive fields need at least 50 (are the training images missing?)"
         )
-    feats = image_features(ds["images"].values, features, sigma)
+    kinds = ("pixels", "energy") if features == "both" else (features,)
+    feats = np.concatenate([block_average(image_features(ds["images"].values, kind, sigma), factor)
+                            for kind in kinds], axis=2)  # side by side along x
     X = feats[ids[keep]].reshape(int(keep.sum()), -1)
     Y = ds["responses"].values[keep].astype(np.float32)
     if not np.isfinite(Y).all():
@@ -275,6 +325,7 @@ def receptive_fields(
     n_splits: int = 5,
     n_components: int | None = 500,
     energy_sigma: float | None = None,
+    downsample: int | None = None,
     random_state: int | None = 0,
 ) -> xr.Dataset:
     """Receptive fields of every neuron, their centres and (RRR) the explained variance per rank.
@@ -287,31 +338,42 @@ def receptive_fields(
         Reduced-rank regression or response-weighted average (see the module docstring).
     rank : int, optional
         RRR rank; default: the cross-validated best among ``ranks``.
-    features : {"pixels", "energy"}
-        Regress on pixels (linear RF) or on local contrast energy (RF position for all cell types).
+    features : {"pixels", "energy", "both"}
+        Regress on pixels (linear RF), on local contrast energy, or on both (see the module
+        docstring); ``"both"`` locates the RF centres of all cell types.
     ranks, alphas, n_splits
         Cross-validation grid (RRR). ``alphas`` are relative ridge strengths; the best is used.
     n_components : int, optional
         Stimulus principal components used by RRR (None: all pixels).
     energy_sigma : float, optional
         Scale of the energy features (pixels).
+    downsample : int, optional
+        Average blocks of this many pixels squared before fitting (fewer weights, faster, less
+        noisy); default: the smallest factor that makes the image at most 32 pixels wide.
+        Maps and centres are reported in pixels of the original image.
 
     Returns
     -------
     xarray.Dataset
         ``rf`` (neuron, y, x) — weights per z-scored response (RRR) or pixel–response
-        correlations (RWA); ``rf_x``, ``rf_y`` (neuron) — centres in pixels; for RRR also
+        correlations (RWA), on pixels (energy features for ``features="energy"``), and
+        ``rf_energy`` (neuron, y, x) on energy features for ``features="both"``; ``rf_x``, ``rf_y`` (neuron) — centres in pixels; for RRR also
         ``explained_variance`` (rank) and ``explained_variance_sem`` (rank), the cross-validated
         fraction of response variance (mean and s.e.m. over folds, best alpha), with attributes
         ``rank`` and ``alpha``. Neuron coordinates of ``ds`` are kept.
     """
     if method not in ("rrr", "rwa"):
         raise ValueError(f"method={method!r} is not one of ('rrr', 'rwa')")
-    X, Y, shape = _design(ds, tiers, features, energy_sigma)
+    if "images" in ds and downsample is None:
+        downsample = max(1, int(np.ceil(ds.sizes["x"] / 32)))
+    factor = int(downsample or 1)
+    if factor < 1:
+        raise ValueError(f"downsample must be ≥ 1, got {downsample}")
+    X, Y, shape = _design(ds, tiers, features, energy_sigma, factor)
     X = _zscore(X, X.mean(axis=0), _safe_std(X))
     Y = _zscore(Y, Y.mean(axis=0), _safe_std(Y))
     data_vars: dict[str, tuple] = {}
-    attrs: dict[str, object] = {"method": method, "features": features, "n_trials": len(X)}
+    attrs: dict[str, object] = {"method": method, "features": features, "n_trials": len(X), "downsample": factor}
     if method == "rwa":
         maps = (X.T @ Y / len(X)).T
     else:
@@ -324,17 +386,29 @@ def receptive_fields(
         else:
             a_best = int(np.argmax(mean[:, list(cv.ranks).index(int(rank))]))
         alpha = float(cv.alphas[a_best])
-        model = ReducedRankRegression(rank=int(rank), alpha=alpha, n_components=n_components).fit(X, Y)
+        model = ReducedRankRegression(rank=int(rank), alpha=alpha, n_components=n_components)._fit(X, Y, cv.basis)
         maps = model.coef_.T
         ev = cv.explained_variance[a_best]
         data_vars["explained_variance"] = (("rank",), ev.mean(axis=0))
         data_vars["explained_variance_sem"] = (("rank",), ev.std(axis=0, ddof=1) / np.sqrt(ev.shape[0]))
         attrs.update(rank=int(rank), alpha=alpha)
     maps = maps.reshape(-1, *shape)
-    cx, cy = rf_centers(maps, signed=features == "pixels")
+    if features == "both":
+        width = shape[1] // 2
+        maps, energy_maps = maps[:, :, :width], maps[:, :, width:]
+        shape = (shape[0], width)
+        data_vars["rf_energy"] = (("neuron", "y", "x"), energy_maps.astype(np.float32))
+        cx, cy = rf_centers(np.sqrt(maps ** 2 + energy_maps ** 2))
+    else:
+        cx, cy = rf_centers(maps, signed=features == "pixels")
+    # Block centres in original pixels: block j covers pixels factor·j .. factor·j + factor − 1.
+    offset = (factor - 1) / 2
+    cx, cy = cx * factor + offset, cy * factor + offset
     data_vars.update(rf=(("neuron", "y", "x"), maps.astype(np.float32)), rf_x=(("neuron",), cx), rf_y=(("neuron",), cy))
     coords = {name: c for name, c in ds.coords.items() if c.dims == ("neuron",)}
     coords["neuron"] = ds["neuron"].values
+    coords["y"] = np.arange(shape[0]) * factor + offset
+    coords["x"] = np.arange(shape[1]) * factor + offset
     if method == "rrr":
         coords["rank"] = cv.ranks
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

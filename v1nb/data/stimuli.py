@@ -21,6 +21,7 @@ orientation convention (see :mod:`v1nb.data.twin.cells`).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -39,10 +40,21 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
 
 
 def _sklearn(filename: str) -> Callable[[], np.ndarray]:
+    # The file that sklearn.datasets.load_sample_image reads, opened directly: importing
+    # sklearn.datasets costs seconds, more than the whole quick twin.
     def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
+        import importlib.util
 
-        return load_sample_image(filename)
+        from PIL import Image
+
+        spec = importlib.util.find_spec("sklearn")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"scikit-learn is not installed: cannot read its sample image {filename}")
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "images" / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: scikit-learn's sample image is missing")
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
 
     return load
 
@@ -81,16 +93,18 @@ SOURCES: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
+#: Luminance weights of R, G, B (ITU-R BT.709, as ``skimage.color.rgb2gray``).
+_RGB_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
+
+
 def _to_gray(image: np.ndarray) -> np.ndarray:
     """(h, w) or (h, w, 3) photograph → (h, w) float64 luminance in [0, 1]."""
-    from skimage.color import rgb2gray
-
     image = np.asarray(image)
+    scale = 255.0 if image.dtype.kind in "ui" else 1.0
+    image = image.astype(np.float64) / scale
     if image.ndim == 3:
-        image = rgb2gray(image[..., :3])
-    elif image.dtype.kind in "ui":
-        image = image / 255.0
-    return np.clip(image.astype(np.float64), 0.0, 1.0)
+        image = image[..., :3] @ _RGB_WEIGHTS
+    return np.clip(image, 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=None)

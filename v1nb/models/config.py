@@ -32,6 +32,7 @@ class ModelConfig:
     padding: bool = False  # zero "same" padding; off = valid convolutions (reference setting)
     gamma_input: float = 6.4  # weight of the Laplace-L2-norm penalty on first-layer filters
     gamma_hidden: float = 0.0  # weight of the group-sparsity penalty on hidden filters
+    downsample: int = 1  # average-pool the images by this factor before the core (speed)
     channels_last: bool = False  # torch channels_last memory layout (faster for some CPU convs)
     # --- rotation-equivariant core -----------------------------------------------------------
     rotations: int = 8  # number of orientations R
@@ -95,7 +96,7 @@ def make_config(**overrides: Any) -> ModelConfig:
 
 def _check_ranges(c: ModelConfig) -> None:
     positive = ("layers", "hidden_channels", "input_kernel", "hidden_kernel", "rotations",
-                "rotation_features", "batch_size", "max_epochs", "patience", "lr")
+                "rotation_features", "batch_size", "downsample", "max_epochs", "patience", "lr")
     for name in positive:
         if getattr(c, name) <= 0:
             raise ValueError(f"model setting {name}={getattr(c, name)!r} must be positive")

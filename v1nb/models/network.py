@@ -17,20 +17,24 @@ from v1nb.models.rotation import RotationEquivariantCore
 
 
 class CoreReadout(nn.Module):
-    """Core → readout → ``ELU(· + offset) + 1``.
+    """(Average-pool by ``downsample``) → core → readout → ``ELU(· + offset) + 1``.
 
     Shapes
     ------
     ``forward``: ``(B, 1, H, W) → (B, N)`` positive rates.
     """
 
-    def __init__(self, core: nn.Module, readout: nn.Module, elu_offset: float = 0.0):
+    def __init__(self, core: nn.Module, readout: nn.Module, elu_offset: float = 0.0, downsample: int = 1):
         super().__init__()
         self.core = core
         self.readout = readout
         self.elu_offset = elu_offset
+        self.downsample = downsample
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.downsample > 1:
+            # the core's cost grows with pixels²·channels; halving the resolution is 4x cheaper
+            images = F.avg_pool2d(images, self.downsample)
         return F.elu(self.readout(self.core(images)) + self.elu_offset) + 1.0
 
     def regularizer(self) -> torch.Tensor:
@@ -95,7 +99,10 @@ def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
         Randomness of the readout during training.
     """
     core_net = build_core(core, config)
-    channels, h, w = core_output_shape(core_net, image_shape)
+    d = config.downsample
+    if image_shape[0] < d or image_shape[1] < d:
+        raise ValueError(f"downsample={d} is larger than the images {image_shape}")
+    channels, h, w = core_output_shape(core_net, (image_shape[0] // d, image_shape[1] // d))
     if readout == "gaussian":
         ro: nn.Module = GaussianReadout(channels, n_neurons, bias=bias, init_mu_range=config.init_mu_range,
                                         init_sigma=config.init_sigma, gamma_readout=config.gamma_readout,
@@ -107,4 +114,4 @@ def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
                                generator=generator)
     else:
         raise ValueError(f"readout={readout!r} is not one of ('gaussian', 'factorized')")
-    return CoreReadout(core_net, ro, config.elu_offset)
+    return CoreReadout(core_net, ro, config.elu_offset, config.downsample)

@@ -20,23 +20,33 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-# Kernels are truncated at this many s.d. (keeps the matrices sparse for large populations).
+# Kernels are truncated at this many s.d. and to the nearest neighbours within it, which keeps
+# the matrices sparse and their products cheap for the large profile.
 _CUTOFF = 2.5
+_MAX_NEIGHBOURS = 256
 
 
 def _gaussian_pairs(positions: np.ndarray, sd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ordered neighbour pairs (i, j), i ≠ j, within the cutoff, and their kernel weights."""
-    pairs = cKDTree(positions).query_pairs(_CUTOFF * sd, output_type="ndarray")
-    i = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    j = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    d2 = ((positions[i] - positions[j]) ** 2).sum(axis=1)
-    return i, j, np.exp(-d2 / (2 * sd**2))
+    """Neighbour pairs (i, j), i ≠ j, and their Gaussian kernel weights ``exp(−d²/2sd²)``.
+
+    Each neuron's neighbours are the (up to ``_MAX_NEIGHBOURS``) nearest others within
+    ``_CUTOFF × sd``.
+    """
+    n = len(positions)
+    k = min(_MAX_NEIGHBOURS + 1, n)
+    dist, j = cKDTree(positions).query(positions, k=k, distance_upper_bound=_CUTOFF * sd)
+    dist, j = dist.reshape(n, k), j.reshape(n, k)
+    i = np.repeat(np.arange(n), k).reshape(n, k)
+    keep = (j < n) & (j != i)
+    i, j, dist = i[keep], j[keep], dist[keep]
+    return i, j, np.exp(-dist**2 / (2 * sd**2))
 
 
 def normalization_pool(positions: np.ndarray, sd_um: float) -> sp.csr_matrix:
     """Pool weights P (neuron, neuron), sparse: Gaussian in cortical distance, rows sum to 1.
 
-    Neurons without neighbours within the cutoff get an empty row (no normalisation).
+    ``positions`` (neuron, 3) in µm. The pool is the nearest neighbours within 2.5 s.d. (at most
+    256); neurons without any get an empty row (no normalisation).
     """
     n = len(positions)
     i, j, w = _gaussian_pairs(positions, sd_um)

@@ -162,6 +162,7 @@ def _build(config: TwinConfig, seed: int, images: np.ndarray) -> tuple[TwinPopul
     ex, sup = _cells.excitation_suppression(cells, images, config)
     suppression_scale = sup.mean(axis=0)
     raw = _cells.independent_drive(ex, sup, cells, suppression_scale, np.ones(n))
+    del ex, sup  # (image, neuron) each: free them before the interactions (large profile)
     drive_scale = np.maximum(raw.mean(axis=0), 1e-12)
     alpha = config.strength("normalization")
     pop = TwinPopulation(

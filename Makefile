@@ -1,0 +1,43 @@
+# v1nb: `make book` renders the book, `make test` runs the tests. Both create .venv on first use.
+# Variables: PYTHON (interpreter for the venv, 3.10+; 3.11 recommended), PIP_FLAGS (extra pip
+# options, e.g. --extra-index-url https://download.pytorch.org/whl/cpu), PYTEST_ARGS.
+
+PYTHON ?= python3
+PIP_FLAGS ?=
+PYTEST_ARGS ?=
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv test test-slow book book-quick bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[book,test]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+test: $(STAMP)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# pytest exits 5 when it collects no test: no slow tests is not a failure.
+test-slow: $(STAMP)
+	@$(BIN)/pytest -m slow $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no slow tests"; exit 0; fi; exit $$status
+
+book: $(STAMP)
+	$(BIN)/v1nb book --profile default
+
+book-quick: $(STAMP)
+	$(BIN)/v1nb book --profile quick
+
+bench: $(STAMP)
+	@for script in bench/*.py; do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; \
+	done
+
+clean:
+	rm -rf _build runs .pytest_cache

@@ -1,0 +1,214 @@
+"""Choosing the number of clusters: every criterion over K side by side, against a no-cluster null.
+
+:func:`choose_k` returns a tidy (long) table with one row per (criterion, K):
+
+========== ========================================================== ======= =================
+criterion  value                                                      better  null comparison
+========== ========================================================== ======= =================
+bic, aic   GaussianMixture information criterion (K = 1 *is* the      lower   built in (K = 1)
+           null: one Gaussian with the data's mean and covariance)
+silhouette mean silhouette of k-means labels (K ≥ 2)                  higher  null draws
+gap        gap statistic E*[log W_K] − log W_K (Tibshirani et al.     higher  built in
+           2001), reference = null draws
+eigengap   λ_{K+1} − λ_K of the kNN-graph normalised Laplacian        higher  null draws
+stability  mean ARI between k-means fits on bootstrap resamples,      higher  null draws
+           compared on all points (Ben-Hur et al. 2002 style)
+========== ========================================================== ======= =================
+
+The null: ``n_null`` data sets of the same size drawn from a single Gaussian with the data's
+mean and covariance — no clusters, same second-order structure. Their criterion values give
+``null_mean`` and ``null_sd`` for every (criterion, K); :func:`select_k` only lets a
+null-compared criterion claim K > 1 when its best value beats the null by ``z`` standard
+deviations (z = 2 by default). Expect a continuum on real embeddings: read the curves, not just
+the argmin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.mixture import GaussianMixture
+from sklearn.utils import check_array, check_random_state
+
+from v1nb.cluster.graph import knn_graph, normalized_laplacian
+
+CRITERIA = ("bic", "aic", "silhouette", "gap", "eigengap", "stability")
+BETTER = {"bic": "lower", "aic": "lower", "silhouette": "higher", "gap": "higher",
+          "eigengap": "higher", "stability": "higher"}
+NULL_COMPARED = ("silhouette", "eigengap", "stability")
+
+
+def null_samples(X: np.ndarray, n_draws: int, random_state=None) -> list[np.ndarray]:
+    """``n_draws`` data sets shaped like X (N, D) from N(mean(X), cov(X)): the no-cluster null."""
+    rng = check_random_state(random_state)
+    mean = X.mean(0)
+    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    w, V = np.linalg.eigh(cov)
+    A = V * np.sqrt(np.clip(w, 0, None))
+    return [mean + rng.standard_normal(X.shape) @ A.T for _ in range(n_draws)]
+
+
+def _kmeans(X, k, seed, n_init=5):
+    return KMeans(k, n_init=n_init, random_state=seed).fit(X)
+
+
+def _criteria(X: np.ndarray, ks: list[int], criteria, n_bootstrap: int, n_neighbors: int,
+              covariance_type: str, seed: int) -> dict[str, dict[int, float]]:
+    """Criterion values (no gap: that needs the null) for one data set."""
+    rng = check_random_state(seed)
+    out: dict[str, dict[int, float]] = {c: {} for c in criteria}
+    km = {k: _kmeans(X, k, rng.randint(2 ** 31 - 1)) for k in ks
+          if {"silhouette", "gap"} & set(criteria)}
+    if "gap" in criteria:
+        out["log_w"] = {k: float(np.log(max(km[k].inertia_, 1e-300))) for k in ks}
+    for k in ks:
+        if "bic" in criteria or "aic" in criteria:
+            gm = GaussianMixture(k, covariance_type=covariance_type, n_init=2, reg_covar=1e-6,
+                                 random_state=rng.randint(2 ** 31 - 1)).fit(X)
+            if "bic" in criteria:
+                out["bic"][k] = float(gm.bic(X))
+            if "aic" in criteria:
+                out["aic"][k] = float(gm.aic(X))
+        if "silhouette" in criteria:
+            lab = km[k].labels_
+            ok = 2 <= np.unique(lab).size <= X.shape[0] - 1
+            out["silhouette"][k] = float(silhouette_score(X, lab)) if ok else np.nan
+        if "stability" in criteria:
+            if k < 2:
+                out["stability"][k] = np.nan
+            else:
+                scores = []
+                for _ in range(n_bootstrap):
+                    a = rng.choice(X.shape[0], X.shape[0], replace=True)
+                    b = rng.choice(X.shape[0], X.shape[0], replace=True)
+                    la = _kmeans(X[a], k, rng.randint(2 ** 31 - 1), n_init=3).predict(X)
+                    lb = _kmeans(X[b], k, rng.randint(2 ** 31 - 1), n_init=3).predict(X)
+                    scores.append(adjusted_rand_score(la, lb))
+                out["stability"][k] = float(np.mean(scores))
+    if "eigengap" in criteria:
+        m = min(max(ks) + 1, X.shape[0] - 1)
+        L = normalized_laplacian(knn_graph(X, n_neighbors))
+        if X.shape[0] <= 500:
+            lam = np.linalg.eigvalsh(L.toarray())[:m]
+        else:
+            # smallest eigenvalues of L (spectrum in [0, 2]) = 2 − largest of 2I − L
+            shifted = 2.0 * sp.identity(L.shape[0], format="csr") - L
+            lam = np.sort(2.0 - eigsh(shifted, k=m, which="LA", v0=rng.uniform(-1, 1, L.shape[0]),
+                                      return_eigenvectors=False))
+        for k in ks:
+            out["eigengap"][k] = float(lam[k] - lam[k - 1]) if k < lam.size else np.nan
+    return out
+
+
+def choose_k(X, ks=range(1, 11), criteria=CRITERIA, n_null: int = 5, n_bootstrap: int = 10,
+             n_neighbors: int = 10, covariance_type: str = "full",
+             random_state=None) -> pd.DataFrame:
+    """Every K-selection criterion over ``ks``, with the no-cluster null alongside.
+
+    Parameters
+    ----------
+    X : array-like, shape (N, D)
+    ks : iterable of int
+        Candidate numbers of clusters (include 1 for the information criteria and the gap rule).
+    criteria : sequence of str
+        Subset of ``("bic", "aic", "silhouette", "gap", "eigengap", "stability")``.
+    n_null : int, default=5
+        Null data sets (single Gaussian with X's mean and covariance); also the gap reference.
+    n_bootstrap : int, default=10
+        Bootstrap pairs per K for stability.
+    n_neighbors : int, default=10
+        kNN graph for the eigengap.
+    covariance_type : str, default="full"
+        GaussianMixture covariance for BIC/AIC ("diag" after PCA is cheaper for large D).
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    DataFrame
+        Columns ``criterion, k, value, null_mean, null_sd, better``; one row per (criterion, K).
+        Pass it to :func:`select_k` for each criterion's choice.
+    """
+    X = check_array(X, dtype=np.float64)
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    if ks[-1] >= X.shape[0]:
+        raise ValueError(f"max(ks)={ks[-1]} must be smaller than n_samples={X.shape[0]}")
+    criteria = tuple(criteria)
+    unknown = set(criteria) - set(CRITERIA)
+    if unknown:
+        raise ValueError(f"unknown criteria {sorted(unknown)}; choose from {CRITERIA}")
+    if "gap" in criteria and n_null < 2:
+        raise ValueError("the gap statistic needs n_null >= 2 reference data sets")
+    rng = check_random_state(random_state)
+    obs = _criteria(X, ks, criteria, n_bootstrap, n_neighbors, covariance_type,
+                    rng.randint(2 ** 31 - 1))
+    null_crit = tuple(c for c in criteria if c in NULL_COMPARED or c == "gap")
+    nulls = [_criteria(Z, ks, null_crit, n_bootstrap, n_neighbors, covariance_type,
+                       rng.randint(2 ** 31 - 1))
+             for Z in (null_samples(X, n_null, rng) if null_crit else [])]
+    rows = []
+    for c in criteria:
+        for k in ks:
+            if c == "gap":
+                ref = np.array([nd["log_w"][k] for nd in nulls])
+                value = float(ref.mean() - obs["log_w"][k])
+                # Tibshirani's s_k = sd_k √(1 + 1/B)
+                nm, ns = 0.0, float(ref.std() * np.sqrt(1 + 1 / len(ref)))
+            elif c in NULL_COMPARED and nulls:
+                ref = np.array([nd[c][k] for nd in nulls], dtype=float)
+                value = obs[c][k]
+                nm, ns = (float(np.nanmean(ref)), float(np.nanstd(ref))) if np.isfinite(ref).any() \
+                    else (np.nan, np.nan)
+            else:
+                value, nm, ns = obs[c][k], np.nan, np.nan
+            rows.append(dict(criterion=c, k=k, value=value, null_mean=nm, null_sd=ns,
+                             better=BETTER[c]))
+    return pd.DataFrame(rows)
+
+
+def select_k(table: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
+    """Each criterion's choice of K from a :func:`choose_k` table.
+
+    Rules: BIC/AIC — argmin (K = 1 is the single-Gaussian null). Gap — Tibshirani's smallest K
+    with gap(K) ≥ gap(K+1) − s_{K+1}. Silhouette, eigengap, stability — argmax, but only if the
+    value beats the null by ``z`` null standard deviations (and the null mean); otherwise K = 1.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``criterion, k, claims_structure, rule`` (one row per criterion).
+    """
+    out = []
+    for c, g in table.groupby("criterion", sort=False):
+        g = g.sort_values("k").reset_index(drop=True)
+        vals = g["value"].to_numpy(float)
+        if c in ("bic", "aic"):
+            k = int(g["k"][np.nanargmin(vals)])
+            rule = "argmin"
+        elif c == "gap":
+            s = g["null_sd"].to_numpy(float)
+            k = int(g["k"].iloc[-1])
+            for i in range(len(g) - 1):
+                if vals[i] >= vals[i + 1] - s[i + 1]:
+                    k = int(g["k"][i])
+                    break
+            rule = "smallest K with gap(K) >= gap(K+1) - s(K+1)"
+        else:
+            cand = g[g["k"] >= 2] if c != "eigengap" else g
+            v = cand["value"].to_numpy(float)
+            if not np.isfinite(v).any():
+                k = 1
+            else:
+                i = int(np.nanargmax(v))
+                row = cand.iloc[i]
+                beats = (np.isnan(row["null_mean"])
+                         or row["value"] > row["null_mean"] + z * max(row["null_sd"], 1e-12))
+                k = int(row["k"]) if beats else 1
+            rule = f"argmax, if > null mean + {z:g} null sd"
+        out.append(dict(criterion=c, k=k, claims_structure=k > 1, rule=rule))
+    return pd.DataFrame(out)
