@@ -249,7 +249,8 @@ def rf_centers(rf: np.ndarray, sigma: float = 1.0, radius: float | None = None, 
 
     The map's energy (square, or the positive part when ``signed=False``) is blurred by
     ``sigma`` pixels; the centre is the energy-weighted centroid within ``radius`` of the
-    energy maximum, after subtracting the map's median energy (background).
+    energy maximum (re-centred on the centroid a few times), after subtracting the map's median
+    energy (background).
 
     Parameters
     ----------
@@ -276,9 +277,17 @@ def rf_centers(rf: np.ndarray, sigma: float = 1.0, radius: float | None = None, 
     cx, cy = np.empty(len(rf)), np.empty(len(rf))
     for n, e in enumerate(energy):
         py, px = np.unravel_index(np.argmax(e), e.shape)
-        w = np.clip(e - np.median(e), 0, None) * (((yy - py) ** 2 + (xx - px) ** 2) <= radius ** 2)
-        total = w.sum()
-        cx[n], cy[n] = ((xx * w).sum() / total, (yy * w).sum() / total) if total > 0 else (px, py)
+        w_all = np.clip(e - np.median(e), 0, None)
+        x0, y0 = float(px), float(py)
+        # A few mean-shift steps: re-centre the window on the centroid, so that a window cut
+        # around the integer peak pixel does not pull the centre towards it.
+        for _ in range(5):
+            w = w_all * (((yy - y0) ** 2 + (xx - x0) ** 2) <= radius ** 2)
+            total = w.sum()
+            if total <= 0:
+                break
+            x0, y0 = (xx * w).sum() / total, (yy * w).sum() / total
+        cx[n], cy[n] = x0, y0
     return cx, cy
 
 

@@ -59,7 +59,8 @@ def twin(profile: str = "default", seed: int = 0, **overrides: Any) -> xr.Datase
     profile : {"quick", "default", "large"}
         ``quick``: 60 neurons, 18×32-pixel images, 300 / 50 / 20×5 / 100 train / validation /
         test×repeats / spontaneous trials (tests, < 2 s). ``default``: 1000 neurons, 36×64 pixels,
-        4000 / 500 / 100×10 / 1000 (the book). ``large``: 10,000 neurons, same trials.
+        4000 / 500 / 100×10 / 1000 (the book). ``large``: 10,000 neurons on a 4× larger cortical
+        field of view, same trials.
     seed : int
         Same seed → identical dataset (up to the creation time in the provenance).
     **overrides
@@ -74,11 +75,22 @@ def twin(profile: str = "default", seed: int = 0, **overrides: Any) -> xr.Datase
         float32; ``rates`` (trial, neuron) float32, the expected responses given the trial's
         state and history (noise-free); ``images`` (image, y, x) luminance in [0, 1] with
         ``category``. Neuron coordinates: ``cortical_x/y/z`` (µm), ``true_type``,
-        ``true_orientation`` (radians in [0, π), NaN for centre–surround cells), ``true_snr``,
-        ``true_oracle_corr``, ``true_target_snr``, ``true_rf_x``, ``true_rf_y`` (pixels: column,
-        row), ``true_rf_size`` (pixels), ``true_sf`` (cycles/pixel), ``true_phase``,
+        ``true_orientation`` (radians in [0, π)), ``true_snr``, ``true_oracle_corr``,
+        ``true_target_snr``, ``true_rf_x``, ``true_rf_y`` (pixels: column, row),
+        ``true_rf_size`` (pixels), ``true_sf`` (cycles/pixel), ``true_phase`` (radians;
+        orientation, sf and phase are NaN for the untuned centre–surround cells),
         ``true_gain``, ``true_baseline``, ``true_suppression``, ``true_norm_strength``,
-        ``true_state_loading``. Attributes: ``source`` ("twin:<profile>"), ``provenance``
+        ``true_state_loading``.
+
+        ``true_snr`` = Var_i(λ̄_i) / mean_{i,r}[(λ_ir − λ̄_i)² + v(λ_ir)] over the test tier
+        (images i, repeats r): the variance across test images of the repeat-averaged rate,
+        over the expected trial-to-trial variance around it (the rate's own variation across
+        repeats, from state and adaptation, plus the observation-noise variance v; Poisson:
+        v(λ) = λ). ``true_oracle_corr`` = snr / sqrt((snr + 1)(snr + 1/(R − 1))) is the
+        correlation of one repeat with the mean of the other R − 1 it implies.
+        ``true_target_snr`` is the SNR each gain was calibrated to on natural images.
+
+        Attributes: ``source`` ("twin:<profile>"), ``provenance``
         (JSON: config, seed, overrides, versions), ``response_unit``.
     """
     config = make_config(profile, **overrides)

@@ -57,8 +57,9 @@ class CellParams:
     ----------
     cell_type : str array
     orientation : radians in [0, π); NaN for centre–surround cells
-    phase : radians in [0, 2π) (Gabor phase of simple cells; unused by DoG cells)
-    sf : preferred spatial frequency, cycles per pixel
+    phase : radians in [0, 2π), Gabor phase (complex cells are invariant to it); NaN for
+        centre–surround cells
+    sf : preferred spatial frequency, cycles per pixel; NaN for centre–surround cells
     sigma : RF size in pixels (Gabor envelope s.d. across the bars, or DoG centre s.d.)
     rf_x, rf_y : RF centre in pixels (column, row; pixel centres at integers)
     suppression : strength ``s`` of the divisive term (0 for non-suppressed types)
@@ -89,7 +90,7 @@ def draw_cells(config, rf_x: np.ndarray, rf_y: np.ndarray, rng: np.random.Genera
     sigma = config.envelope * wavelength
     dog = np.isin(cell_type, ("on_center", "off_center"))
     sigma[dog] = config.dog_sigma * config.image_width * np.exp(config.sf_jitter * rng.standard_normal(dog.sum()))
-    orientation[dog] = np.nan
+    orientation[dog] = phase[dog] = sf[dog] = np.nan  # centre-surround cells have none of these
     lo, hi = config.suppression
     suppression = np.where(np.isin(cell_type, SUPPRESSED), rng.uniform(lo, hi, size=n), 0.0)
     return CellParams(cell_type, orientation, phase, sf, sigma, np.asarray(rf_x, float),

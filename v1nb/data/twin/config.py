@@ -151,7 +151,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(n_neurons=60, image_height=18, image_width=32, n_train=300, n_validation=50,
                   n_test=20, n_test_repeats=5, n_spontaneous=100),
     "default": {},
-    "large": dict(n_neurons=10_000),
+    # 10× the neurons over a 4× larger field of view on 2× the planes: density (and so the
+    # size of the normalisation and coupling neighbourhoods) stays close to the default's.
+    "large": dict(n_neurons=10_000, cortex_width_um=1600.0, cortex_height_um=1000.0,
+                  plane_depths_um=(150.0, 200.0, 250.0, 300.0, 350.0, 400.0)),
 }
 
 
