@@ -1,6 +1,6 @@
 # v1nb: `make book` renders the book, `make test` runs the tests. Both create .venv on first use.
 # Variables: PYTHON (interpreter for the venv, 3.10+; 3.11 recommended), PIP_FLAGS (extra pip
-# options, e.g. --extra-index-url https://download.pytorch.org/whl/cpu), PYTEST_ARGS.
+# options, e.g. --extra-index-url pointing at PyTorch's CPU wheel index), PYTEST_ARGS.
 
 PYTHON ?= python3
 PIP_FLAGS ?=
