@@ -75,10 +75,11 @@ class Report:
         self.figures[name] = str(path.relative_to(self.output_dir))
         return path
 
-    def save(self) -> Path:
-        """Write ``results.json`` (atomically) and return its path."""
+    def save(self) -> None:
+        """Write ``results.json`` (atomically) and say what it holds."""
         record = provenance(
             chapter=self.chapter, parameters=self.parameters, values=self.values,
             figures=self.figures, data=self.data,
         )
-        return write_json(self.output_dir / "results.json", record)
+        write_json(self.output_dir / "results.json", record)
+        print(f"{self.chapter}: {len(self.values)} values and {len(self.figures)} figures recorded in results.json")
