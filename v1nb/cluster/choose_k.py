@@ -19,7 +19,7 @@ The null: ``n_null`` data sets of the same size drawn from a single Gaussian wit
 mean and covariance — no clusters, same second-order structure. Their criterion values give
 ``null_mean`` and ``null_sd`` for every (criterion, K); :func:`select_k` only lets a
 null-compared criterion claim K > 1 when its best value beats the null by ``z`` standard
-deviations (z = 2 by default). Expect a continuum on real embeddings: read the curves, not just
+deviations of the null's own best-over-K value (z = 2 by default). Expect a continuum on real embeddings: read the curves, not just
 the argmin.
 """
 
@@ -129,7 +129,9 @@ def choose_k(X, ks=range(1, 11), criteria=CRITERIA, n_null: int = 5, n_bootstrap
     Returns
     -------
     DataFrame
-        Columns ``criterion, k, value, null_mean, null_sd, better``; one row per (criterion, K).
+        Columns ``criterion, k, value, null_mean, null_sd, null_max_mean, null_max_sd, better``;
+        one row per (criterion, K). ``null_max_*``: mean and sd over null draws of the
+        criterion's best value over K (what :func:`select_k` compares against).
         Pass it to :func:`select_k` for each criterion's choice.
     """
     X = check_array(X, dtype=np.float64)
@@ -151,6 +153,15 @@ def choose_k(X, ks=range(1, 11), criteria=CRITERIA, n_null: int = 5, n_bootstrap
     nulls = [_criteria(Z, ks, null_crit, n_bootstrap, n_neighbors, covariance_type,
                        rng.randint(2 ** 31 - 1))
              for Z in (null_samples(X, n_null, rng) if null_crit else [])]
+    # Max statistic of each null draw over the candidate K (K >= 2; eigengap also K = 1): the
+    # selection rule takes the argmax over K, so the null must too, or it over-claims.
+    null_max: dict[str, tuple[float, float]] = {}
+    for c in criteria:
+        if c in NULL_COMPARED and nulls:
+            kk = [k for k in ks if k >= 2 or c == "eigengap"]
+            m = np.array([np.nanmax([nd[c][k] for k in kk]) if kk else np.nan for nd in nulls])
+            null_max[c] = (float(np.nanmean(m)), float(np.nanstd(m))) if np.isfinite(m).any() \
+                else (np.nan, np.nan)
     rows = []
     for c in criteria:
         for k in ks:
@@ -166,17 +177,19 @@ def choose_k(X, ks=range(1, 11), criteria=CRITERIA, n_null: int = 5, n_bootstrap
                     else (np.nan, np.nan)
             else:
                 value, nm, ns = obs[c][k], np.nan, np.nan
+            mm, ms = null_max.get(c, (np.nan, np.nan))
             rows.append(dict(criterion=c, k=k, value=value, null_mean=nm, null_sd=ns,
-                             better=BETTER[c]))
+                             null_max_mean=mm, null_max_sd=ms, better=BETTER[c]))
     return pd.DataFrame(rows)
 
 
-def select_k(table: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
+def select_k(table: pd.DataFrame, z: float = 2.0, stability_tol: float = 0.02) -> pd.DataFrame:
     """Each criterion's choice of K from a :func:`choose_k` table.
 
     Rules: BIC/AIC — argmin (K = 1 is the single-Gaussian null). Gap — Tibshirani's smallest K
-    with gap(K) ≥ gap(K+1) − s_{K+1}. Silhouette, eigengap, stability — argmax, but only if the
-    value beats the null by ``z`` null standard deviations (and the null mean); otherwise K = 1.
+    with gap(K) ≥ gap(K+1) − s_{K+1}. Silhouette, eigengap, stability — argmax over K (stability:
+    the largest K within ``stability_tol`` of the best), claimed only if the value beats the
+    null's max-over-K statistic (mean + ``z`` sd over null draws); otherwise K = 1.
 
     Returns
     -------
@@ -205,10 +218,16 @@ def select_k(table: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
                 k = 1
             else:
                 i = int(np.nanargmax(v))
+                if c == "stability":
+                    # Coarser partitions of well-separated clusters are as stable as the true
+                    # one (often exactly 1): take the largest K within stability_tol of the best.
+                    i = int(np.flatnonzero(v >= v[i] - stability_tol).max())
                 row = cand.iloc[i]
-                beats = (np.isnan(row["null_mean"])
-                         or row["value"] > row["null_mean"] + z * max(row["null_sd"], 1e-12))
+                beats = (np.isnan(row["null_max_mean"])
+                         or row["value"] > row["null_max_mean"]
+                         + z * max(row["null_max_sd"], 1e-12))
                 k = int(row["k"]) if beats else 1
-            rule = f"argmax, if > null mean + {z:g} null sd"
+            rule = (f"argmax{' (largest K within %g of it)' % stability_tol if c == 'stability' else ''}"
+                    f", if > null max-over-K mean + {z:g} sd")
         out.append(dict(criterion=c, k=k, claims_structure=k > 1, rule=rule))
     return pd.DataFrame(out)

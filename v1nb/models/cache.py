@@ -64,8 +64,10 @@ def data_fingerprint(ds: xr.Dataset) -> str:
         if coord.dims in (("trial",), ("neuron",)):
             h.update(str(name).encode())
             values = coord.values
-            h.update(("|".join(map(str, values)) if values.dtype == object else np.ascontiguousarray(values).tobytes())
-                     if len(values) else b"")
+            if values.dtype.kind in "OUS":
+                h.update("|".join(map(str, values)).encode())
+            else:
+                h.update(np.ascontiguousarray(values).tobytes())
     return h.hexdigest()
 
 

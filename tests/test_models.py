@@ -1,0 +1,232 @@
+"""Core–readout models: shapes, equivariance, training, prediction, caching, bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from scipy.ndimage import gaussian_filter
+
+from v1nb import metrics
+from v1nb.data import build_dataset, select_tier
+from v1nb.models import (CacheWarning, ModelWarning, ResponseModel, fit, load, make_config, save,
+                         valid_keys)
+from v1nb.models.cores import Stacked2dCore, laplace_l2
+from v1nb.models.readouts import FactorizedReadout, GaussianReadout
+from v1nb.models.rotation import RotationEquivariantCore, evaluate_hermite, hermite_basis, rotation_axis_view
+
+#: Small and fast: every fit in this file takes a second or two.
+FAST = dict(layers=2, hidden_channels=8, rotation_features=2, rotations=4, input_kernel=5, hidden_kernel=3,
+            basis_order=2, max_epochs=4, patience=2, max_lr_decays=1, progress=False, batch_size=64)
+
+
+def toy_dataset(n_train=200, n_val=40, n_test=15, reps=4, n_neurons=10, size=(16, 20), seed=0,
+                tiers=True) -> xr.Dataset:
+    """Smooth noise images and a population of rectified Gabor filters with Poisson noise."""
+    rng = np.random.default_rng(seed)
+    n_img = n_train + n_val + n_test
+    imgs = np.stack([gaussian_filter(rng.normal(size=size), 1.0) for _ in range(n_img)])
+    imgs = ((imgs - imgs.mean()) / imgs.std()).astype(np.float32)
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    filters = []
+    for _ in range(n_neurons):
+        cy, cx, th = rng.uniform(5, size[0] - 5), rng.uniform(5, size[1] - 5), rng.uniform(0, np.pi)
+        u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+        g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8) * np.cos(2 * np.pi * u / 6)
+        filters.append(g / np.linalg.norm(g))
+    drive = np.einsum("iyx,nyx->in", imgs, np.stack(filters))
+    rates_img = 3 * np.log1p(np.exp(2 * drive)) + 0.2
+    image_id = np.concatenate([np.arange(n_train), n_train + np.arange(n_val),
+                               np.tile(n_train + n_val + np.arange(n_test), reps)])
+    tier = np.array(["train"] * n_train + ["validation"] * n_val + ["test"] * (n_test * reps), dtype=object)
+    if not tiers:
+        tier[tier != "train"] = "train"
+    rates = rates_img[image_id]
+    pos = rng.uniform(0, 500, size=(n_neurons, 3))
+    return build_dataset(rng.poisson(rates).astype(np.float32), image_id=image_id, tier=tier, images=imgs,
+                         neuron_coords={"cortical_x": pos[:, 0], "cortical_y": pos[:, 1], "cortical_z": pos[:, 2],
+                                        "true_type": np.array(["a", "b"] * (n_neurons // 2), dtype=object)},
+                         data_vars={"rates": (("trial", "neuron"), rates.astype(np.float32))},
+                         source=f"toy:{seed}", provenance={"seed": seed})
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return toy_dataset()
+
+
+@pytest.fixture(scope="module")
+def fitted(ds):
+    return ResponseModel("cnn", "gaussian", random_state=0, **FAST).fit(ds)
+
+
+# ------------------------------------------------------------------------------ components
+def test_rotation_core_is_exactly_equivariant_to_90_degree_rotations():
+    torch.manual_seed(0)
+    R = 8
+    core = RotationEquivariantCore(layers=3, rotation_features=3, rotations=R, input_kernel=9, hidden_kernel=5,
+                                   basis_order=3).double()
+    core.train()
+    core(torch.randn(16, 1, 30, 30, dtype=torch.float64))  # non-trivial batch-norm statistics
+    core.eval()
+    x = torch.randn(2, 1, 30, 30, dtype=torch.float64)
+    out = rotation_axis_view(core(x), R)
+    out_rot = rotation_axis_view(core(torch.rot90(x, 1, dims=(-2, -1))), R)
+    expected = torch.rot90(torch.roll(out, R // 4, dims=1), 1, dims=(-2, -1))
+    assert (out_rot - expected).abs().max().item() <= 1e-5
+    # and it is not trivially invariant: without the roll the outputs differ
+    assert (out_rot - torch.rot90(out, 1, dims=(-2, -1))).abs().max().item() > 1e-2
+
+
+def test_hermite_basis_rotation_matches_the_pixel_grid_rotation():
+    b = evaluate_hermite(9, 3, [0.0, math.pi / 2])
+    np.testing.assert_allclose(np.rot90(b[0], 1, axes=(-2, -1)), b[1], atol=1e-10)
+    basis = hermite_basis(7, 2, 8)
+    assert basis.shape == (8, 6, 7, 7)
+    gram = basis[0].flatten(1) @ basis[0].flatten(1).T
+    np.testing.assert_allclose(gram.numpy(), np.eye(6), atol=1e-5)
+
+
+def test_core_and_readout_shapes():
+    x = torch.randn(3, 1, 20, 24)
+    core = Stacked2dCore(layers=3, hidden_channels=6, input_kernel=5, hidden_kernel=3)
+    assert core(x).shape == (3, 6, 12, 16)  # valid convolutions shrink by k − 1
+    sep = Stacked2dCore(layers=2, hidden_channels=6, input_kernel=5, hidden_kernel=3, depth_separable=True,
+                        padding=True, gamma_hidden=0.1)
+    assert sep(x).shape == (3, 6, 20, 24)
+    assert sep.regularizer().item() > 0
+    feat = torch.randn(3, 6, 12, 16)
+    assert GaussianReadout(6, 7)(feat).shape == (3, 7)
+    assert FactorizedReadout(6, 7, (12, 16))(feat).shape == (3, 7)
+    positions = torch.randn(7, 3)
+    ro = GaussianReadout(6, 7, positions=positions).eval()
+    assert ro.mu.shape == (7, 2) and ro.mu.abs().max() < 1
+    with pytest.raises(ValueError, match="size the model was trained on"):
+        FactorizedReadout(6, 7, (12, 16))(torch.randn(3, 6, 10, 16))
+
+
+def test_laplace_regulariser_prefers_smooth_filters():
+    smooth = torch.tensor(np.outer(np.hanning(9), np.hanning(9)), dtype=torch.float32)[None, None]
+    rough = torch.randn(1, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    assert laplace_l2(smooth) < 0.5 * laplace_l2(rough)
+
+
+# -------------------------------------------------------------------------------- fitting
+def test_fit_predict_embeddings(ds, fitted):
+    pred = fitted.predict(ds, tier="test")
+    test = select_tier(ds, "test")
+    assert pred.dims == ("trial", "neuron") and pred.shape == test["responses"].shape
+    np.testing.assert_array_equal(pred["image_id"], test["image_id"])
+    assert (pred.values > 0).all()
+    m = metrics.evaluate(test["responses"], pred)
+    assert float(m["correlation_to_average"].mean()) > 0.3  # 4 epochs on a toy: well above chance
+    emb = fitted.embeddings()
+    assert emb.dims == ("neuron", "feature") and emb.shape == (10, 8)
+    np.testing.assert_array_equal(emb["true_type"].values, ds["true_type"].values)
+    assert len(fitted.history_["epochs"]) >= 2 and fitted.history_["images_per_second"] > 0
+
+
+def test_rotation_model_embeddings_have_a_rotation_axis(ds):
+    model = ResponseModel("rotation", "gaussian", 0, **FAST).fit(ds)
+    emb = model.embeddings()
+    assert emb.dims == ("neuron", "rotation", "feature") and emb.shape == (10, 4, 2)
+    np.testing.assert_allclose(emb["rotation_deg"], [0, 90, 180, 270])
+
+
+@pytest.mark.parametrize("core,readout", [("ln", "gaussian"), ("cnn", "factorized")])
+def test_other_cores_and_readouts_train(ds, core, readout):
+    model = ResponseModel(core, readout, 0, **FAST).fit(ds)
+    assert np.isfinite(model.history_["best_val_corr"])
+    assert model.predict(ds).shape == select_tier(ds, "test")["responses"].shape
+
+
+def test_same_seed_gives_same_validation_correlation(ds, fitted):
+    again = ResponseModel("cnn", "gaussian", random_state=0, **FAST).fit(ds)
+    assert again.history_["best_val_corr"] == pytest.approx(fitted.history_["best_val_corr"], abs=1e-6)
+    other = ResponseModel("cnn", "gaussian", random_state=1, **FAST).fit(ds)
+    assert other.history_["epochs"][1]["val_corr"] != fitted.history_["epochs"][1]["val_corr"]
+
+
+def test_position_predictor(ds):
+    model = ResponseModel("cnn", "gaussian", 0, position_predictor=True, **FAST).fit(ds)
+    assert model.readout_positions().shape == (10, 2)
+    with pytest.raises(ValueError, match="cortical"):
+        ResponseModel("cnn", "gaussian", 0, position_predictor=True, **FAST).fit(
+            ds.drop_vars(["cortical_x", "cortical_y", "cortical_z"]))
+
+
+# ------------------------------------------------------------------------------- the cache
+def test_cache_roundtrip_and_corrupt_entry(ds, tmp_path):
+    first = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    assert first.history_["cached"] is False
+    entries = list(tmp_path.glob("*.pt"))
+    assert len(entries) == 1
+    second = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    assert second.history_["cached"] is True
+    xr.testing.assert_allclose(first.predict(ds), second.predict(ds))
+    xr.testing.assert_equal(first.embeddings(), second.embeddings())
+    entries[0].write_bytes(b"not a model")
+    with pytest.warns(CacheWarning, match="retraining"):
+        third = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    assert third.history_["cached"] is False
+    np.testing.assert_allclose(third.predict(ds), first.predict(ds), atol=1e-5)
+    # a different seed is a different entry
+    fit(ds, "cnn", "gaussian", seed=1, cache_dir=tmp_path, **FAST)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_reload_with_other_neuron_count_is_refused(ds, fitted, tmp_path):
+    path = save(fitted, tmp_path / "m.pt")
+    fewer = ds.isel(neuron=slice(0, 5))
+    with pytest.raises(ValueError, match="fitted on 10 neurons"):
+        load(path, fewer)
+    with pytest.raises(ValueError, match="fitted on 10 neurons"):
+        fitted.predict(fewer)
+    xr.testing.assert_allclose(load(path, ds).predict(ds), fitted.predict(ds))
+
+
+# ------------------------------------------------------------------------------- bad input
+def test_unknown_setting_lists_valid_keys():
+    with pytest.raises(TypeError, match="hidden_channels"):
+        make_config(hidden_channel=3)
+    with pytest.raises(TypeError, match="must be int"):
+        make_config(layers=2.5)
+    with pytest.raises(ValueError, match="odd"):
+        make_config(input_kernel=4)
+    with pytest.raises(ValueError, match="core="):
+        ResponseModel("transformer")
+    assert "lr" in valid_keys()
+
+
+def test_nan_responses_are_masked_counted_and_reported(ds):
+    bad = ds.copy(deep=True)
+    bad["responses"].values[:30, 0] = np.nan
+    with pytest.warns(ModelWarning, match="30 NaN responses"):
+        model = ResponseModel("cnn", "gaussian", 0, **FAST).fit(bad)
+    assert model.history_["n_masked"] == 30
+    assert np.isfinite(model.predict(bad).values).all()
+
+
+def test_dataset_without_test_tier_or_validation(ds):
+    only_train = toy_dataset(tiers=False)
+    with pytest.warns(ModelWarning, match="no validation tier"):
+        model = ResponseModel("cnn", "gaussian", 0, **FAST).fit(only_train)
+    with pytest.raises(ValueError, match="no 'test' trials"):
+        model.predict(only_train, tier="test")
+
+
+def test_bad_images_and_responses(ds, fitted):
+    with pytest.raises(ValueError, match="images must have shape"):
+        fitted.predict_images(np.zeros((2, 5, 5)))
+    with pytest.raises(ValueError, match="no 'images'"):
+        ResponseModel(**FAST).fit(ds.drop_vars("images"))
+    negative = ds.copy(deep=True)
+    negative["responses"].values[0, 0] = -1.0
+    with pytest.raises(ValueError, match="loss='mse'"):
+        ResponseModel(**FAST).fit(negative)
+    with pytest.raises(ValueError, match="too small"):
+        ResponseModel(input_kernel=31, **{k: v for k, v in FAST.items() if k != "input_kernel"}).fit(ds)
