@@ -9,8 +9,8 @@ from scipy.stats import spearmanr
 from v1nb.data import read_netcdf, repeat_array, select_tier, to_netcdf, twin, validate
 from v1nb.data.schema import provenance_of
 from v1nb.data.stimuli import gratings
-from v1nb.data.twin import CELL_TYPES, PROFILES, TwinConfig, make_config, population_of, twin_population
-from v1nb.data.twin.cells import ORIENTED
+from v1nb.data.digital_twin import CELL_TYPES, PROFILES, TwinConfig, make_config, population_of, twin_population
+from v1nb.data.digital_twin.cells import ORIENTED
 
 ALL_OFF = dict(normalization=0.0, coupling=0.0, adaptation=0.0, state=0.0)
 

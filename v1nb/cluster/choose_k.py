@@ -19,7 +19,8 @@ The null: ``n_null`` data sets of the same size drawn from a single Gaussian wit
 mean and covariance — no clusters, same second-order structure. Their criterion values give
 ``null_mean`` and ``null_sd`` for every (criterion, K); :func:`select_k` only lets a
 null-compared criterion claim K > 1 when its best value beats the null by ``z`` standard
-deviations of the null's own best-over-K value (z = 2 by default). Expect a continuum on real embeddings: read the curves, not just
+deviations of the null's own best-over-K value (z = 3 by default: the argmax over K of a
+noisy curve is itself noisy). Expect a continuum on real embeddings: read the curves, not just
 the argmin.
 """
 
@@ -183,7 +184,7 @@ def choose_k(X, ks=range(1, 11), criteria=CRITERIA, n_null: int = 5, n_bootstrap
     return pd.DataFrame(rows)
 
 
-def select_k(table: pd.DataFrame, z: float = 2.0, stability_tol: float = 0.02) -> pd.DataFrame:
+def select_k(table: pd.DataFrame, z: float = 3.0, stability_tol: float = 0.02) -> pd.DataFrame:
     """Each criterion's choice of K from a :func:`choose_k` table.
 
     Rules: BIC/AIC — argmin (K = 1 is the single-Gaussian null). Gap — Tibshirani's smallest K

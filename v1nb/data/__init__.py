@@ -6,7 +6,7 @@ open_dataset(spec, **options)
     ``"twin"`` / ``"twin:<profile>"``, a NetCDF file in the v1nb schema, or a path in one of the
     supported public formats (see :mod:`v1nb.data.formats`).
 twin(profile="default", seed=0, **overrides)
-    The simulated V1 population with ground truth (:mod:`v1nb.data.twin`).
+    The simulated V1 population with ground truth (:mod:`v1nb.data.digital_twin`).
 
 The schema itself is documented in :mod:`v1nb.data.schema`.
 """
@@ -30,7 +30,7 @@ from v1nb.data.schema import (
 from v1nb.data.views import repeat_array, select_tier
 
 # Imported on first use: the twin and the loaders pull in scikit-image and scipy.io.
-_LAZY = {"open_dataset": "v1nb.data.open", "twin": "v1nb.data.twin"}
+_LAZY = {"open_dataset": "v1nb.data.open", "twin": "v1nb.data.digital_twin"}
 
 __all__ = [
     "BLANK", "TIERS", "UNKNOWN_IMAGE", "SchemaError", "build_dataset", "open_dataset",

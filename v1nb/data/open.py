@@ -59,7 +59,7 @@ def open_dataset(spec: str | os.PathLike, **options: Any) -> xr.Dataset:
     >>> ds = open_dataset("../shared/data/antolik2016", region=2)  # doctest: +SKIP
     """
     if isinstance(spec, str) and (spec == TWIN or spec.startswith(TWIN + ":")):
-        from v1nb.data.twin import twin  # imported lazily: the twin pulls in scikit-image
+        from v1nb.data.digital_twin import twin  # imported lazily: the twin pulls in scikit-image
 
         profile = spec.partition(":")[2] or "default"
         return twin(profile, **options)

@@ -15,7 +15,7 @@ of the moon is low-contrast). The blank screen of spontaneous trials is the mid-
 Gratings
 --------
 :func:`gratings` draws full-field sinusoidal gratings in the same convention, with the twin's
-orientation convention (see :mod:`v1nb.data.twin.cells`).
+orientation convention (see :mod:`v1nb.data.digital_twin.cells`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from v1nb.data.twin.cells import CELL_TYPES
+from v1nb.data.digital_twin.cells import CELL_TYPES
 
 NOISE_MODELS = ("poisson", "calcium")
 

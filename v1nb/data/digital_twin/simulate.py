@@ -23,11 +23,11 @@ import xarray as xr
 
 from v1nb.data.schema import BLANK, build_dataset, provenance_of
 from v1nb.data.stimuli import natural_patches
-from v1nb.data.twin import cells as _cells
-from v1nb.data.twin import interactions as _int
-from v1nb.data.twin import noise as _noise
-from v1nb.data.twin.config import TwinConfig, make_config
-from v1nb.data.twin.cortex import cortical_positions, rf_centres
+from v1nb.data.digital_twin import cells as _cells
+from v1nb.data.digital_twin import interactions as _int
+from v1nb.data.digital_twin import noise as _noise
+from v1nb.data.digital_twin.config import TwinConfig, make_config
+from v1nb.data.digital_twin.cortex import cortical_positions, rf_centres
 
 # Independent random streams, one per component: changing one never shifts another.
 _STREAM = {"cells": 1, "stimuli": 2, "order": 3, "state": 4, "noise": 5}
@@ -263,7 +263,7 @@ def snr_from_rates(test_rates: np.ndarray, config: TwinConfig) -> tuple[np.ndarr
 
 def simulate(config: TwinConfig, seed: int, profile: str = "custom",
              overrides: dict[str, Any] | None = None) -> xr.Dataset:
-    """Run the twin for a configuration: the dataset (see :func:`v1nb.data.twin.twin`)."""
+    """Run the twin for a configuration: the dataset (see :func:`v1nb.data.digital_twin.twin`)."""
     from v1nb.provenance import provenance
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -302,7 +302,7 @@ def simulate(config: TwinConfig, seed: int, profile: str = "custom",
         neuron_coords=neuron_coords, image_coords={"category": category},
         data_vars={"rates": (("trial", "neuron"), rates)},
         source=f"twin:{profile}",
-        provenance=provenance(generator="v1nb.data.twin", profile=profile, seed=seed,
+        provenance=provenance(generator="v1nb.data.digital_twin", profile=profile, seed=seed,
                               overrides=dict(overrides or {}), config=config.to_dict()),
         attrs={"response_unit": _noise.UNITS[config.noise], "trial_averaged": 0},
     )
@@ -333,7 +333,7 @@ def twin_population(profile: str = "default", seed: int = 0, **overrides: Any) -
 def population_of(ds: xr.Dataset) -> TwinPopulation:
     """The ground-truth population behind a twin dataset, rebuilt from its provenance."""
     prov = provenance_of(ds)
-    if prov.get("generator") != "v1nb.data.twin":
+    if prov.get("generator") != "v1nb.data.digital_twin":
         raise ValueError(f"dataset {ds.attrs.get('source')!r} is not a twin dataset (no twin provenance)")
     pop, _ = twin_population("default", prov["seed"], **prov["config"])
     return pop

@@ -27,15 +27,13 @@ oracle correlation it implies are stored as neuron coordinates.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import xarray as xr
 
-from v1nb.data.twin.cells import CELL_TYPES
-from v1nb.data.twin.config import PROFILES, TwinConfig, make_config
-from v1nb.data.twin.simulate import (
+from v1nb.data.digital_twin.cells import CELL_TYPES
+from v1nb.data.digital_twin.config import PROFILES, TwinConfig, make_config
+from v1nb.data.digital_twin.simulate import (
     TwinPopulation,
     build_population,
     population_of,
@@ -95,18 +93,3 @@ def twin(profile: str = "default", seed: int = 0, **overrides: Any) -> xr.Datase
     """
     config = make_config(profile, **overrides)
     return simulate(config, seed, profile=profile, overrides=overrides)
-
-
-class _CallableModule(types.ModuleType):
-    """This package, callable as :func:`twin`.
-
-    Importing the subpackage ``v1nb.data.twin`` binds that name on :mod:`v1nb.data` to the
-    package itself, shadowing the function of the same name; making the package callable keeps
-    ``from v1nb.data import twin; twin("quick")`` working in every import order.
-    """
-
-    def __call__(self, profile: str = "default", seed: int = 0, **overrides: Any) -> xr.Dataset:
-        return twin(profile, seed, **overrides)
-
-
-sys.modules[__name__].__class__ = _CallableModule
