@@ -21,7 +21,8 @@ from v1nb.models.rotation import RotationEquivariantCore, evaluate_hermite, herm
 
 #: Small and fast: every fit in this file takes a second or two.
 FAST = dict(layers=2, hidden_channels=8, rotation_features=2, rotations=4, input_kernel=5, hidden_kernel=3,
-            basis_order=2, max_epochs=4, patience=2, max_lr_decays=1, progress=False, batch_size=64)
+            basis_order=2, max_epochs=4, patience=2, max_lr_decays=1, progress=False, batch_size=64,
+            num_threads=1)  # one thread: far faster than two on a shared, loaded machine
 
 
 def toy_dataset(n_train=200, n_val=40, n_test=15, reps=4, n_neurons=10, size=(16, 20), seed=0,

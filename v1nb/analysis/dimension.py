@@ -10,9 +10,14 @@ Three estimators, one entry point :func:`intrinsic_dimension`:
     empirical density on the rising side of the maximum (``r ≤ r_max``, down to a fraction of the
     peak density), where boundaries and the sparse tail matter least. The root-mean-square
     deviation of the fit (in log density) is its goodness of fit: small means the hypersphere
-    description holds.
+    description holds. Measured on 2,000 points in 100 dimensions (tests): within 15 % for
+    spheres of d ≤ 3 and swiss rolls of d ≤ 5; it overestimates flat tori (their distance
+    distribution peaks more sharply than a sphere's: the 2-torus gives ≈ 2.7) and spheres of
+    d ≥ 5 (≈ +20 %), because kNN-graph paths lengthen and concentrate the distances.
 ``"twonn"`` — Facco et al. 2017 (Sci Rep 7:12140), from scikit-dimension (``skdim.id.TwoNN``)
     The ratio of second- to first-neighbour distances is Pareto-distributed with exponent ``d``.
+    Within 15 % for spheres, tori and swiss rolls of d ≤ 10 with 3,000 points, except the flat
+    10-torus (+13 to +19 %).
 ``"correlation"`` — Grassberger & Procaccia 1983, from scikit-dimension (``skdim.id.CorrInt``)
     Slope of the log fraction of point pairs closer than ``r`` against ``log r`` between the
     ``k1``-th and ``k2``-th neighbour distances. Known to underestimate when ``d`` is large
@@ -72,8 +77,8 @@ class GraphDistanceDimension(BaseEstimator):
     n_sources : int, optional
         Shortest paths are computed from this many randomly chosen points (all points when
         None or larger than the data); the distance distribution converges quickly in it.
-    n_bins : int
-        Bins of the distance histogram.
+    n_bins : int, optional
+        Bins of the distance histogram (default: √(number of distances)/4, between 15 and 50).
     r_max : float, optional
         Position of the maximum of the distance distribution; default: the vertex of a parabola
         fitted to the log density around the highest bin.
@@ -85,7 +90,9 @@ class GraphDistanceDimension(BaseEstimator):
     dimension_ : float
     r_max_, sigma_ : float
         Position and width of the maximum of the distance distribution (parabola in log density).
-        The fit uses ``max(r_max − 2 sigma, longest kNN edge) < r ≤ r_max``.
+        The fit uses ``r_min_ < r ≤ r_max`` with ``r_min_ = max(r_max − 2 sigma, longest kNN
+        edge)``, or ``r_max − 2 sigma`` alone when the longest edge leaves fewer than 4 bins
+        (``r_min_forced_`` is then True: typical of high-dimensional data, read with care).
     goodness_of_fit_ : float
         RMS deviation of the fit in log density over the fitted bins.
     histogram_ : (n_bins,) array, bin_centers_ : (n_bins,) array
@@ -96,7 +103,7 @@ class GraphDistanceDimension(BaseEstimator):
         Points in the largest connected component.
     """
 
-    def __init__(self, n_neighbors: int = 5, n_sources: int | None = 1000, n_bins: int = 50,
+    def __init__(self, n_neighbors: int = 5, n_sources: int | None = 1000, n_bins: int | None = None,
                  r_max: float | None = None, random_state: int | None = 0):
         self.n_neighbors = n_neighbors
         self.n_sources = n_sources
@@ -117,7 +124,8 @@ class GraphDistanceDimension(BaseEstimator):
         sources = np.arange(n) if self.n_sources is None or self.n_sources >= n else rng.choice(n, self.n_sources, replace=False)
         dist = dijkstra(graph, directed=False, indices=sources)
         r = dist[np.isfinite(dist) & (dist > 0)]
-        density, edges = np.histogram(r, bins=self.n_bins, density=True)
+        n_bins = self.n_bins or int(np.clip(np.sqrt(len(r)) / 4, 15, 50))
+        density, edges = np.histogram(r, bins=n_bins, density=True)
         centers = 0.5 * (edges[1:] + edges[:-1])
         dx = edges[1] - edges[0]
         # Locate the maximum and width of the distribution by a parabola fitted to the log
@@ -136,15 +144,22 @@ class GraphDistanceDimension(BaseEstimator):
                 r_max = -a1 / (2 * a2)
             sigma = float(np.sqrt(-1 / (2 * a2)))
             log_peak = float(a0 + a1 * r_max + a2 * r_max ** 2)
-        # Below the longest kNN edge, graph distances are not geodesic: never fit there.
-        r_min = max(r_max - 2 * sigma - dx / 2, float(graph.data.max()))
+        # Below the longest kNN edge, graph distances are not geodesic: do not fit there, unless
+        # that leaves too few bins (high-dimensional data, where all distances concentrate); then
+        # fall back to r_max − 2σ like the reference code's forced mode, and say so.
+        standard_min = max(r_max - 2 * sigma - dx / 2, 0.0)
+        r_min = max(standard_min, float(graph.data.max()))
         mask = (centers > r_min) & (centers <= r_max + dx / 4) & (density > 0)
+        self.r_min_forced_ = bool(mask.sum() < 4)
+        if self.r_min_forced_:
+            r_min = standard_min
+            mask = (centers > r_min) & (centers <= r_max + dx / 4) & (density > 0)
         if mask.sum() < 3:
             raise ValueError(
                 f"GraphDistanceDimension: only {int(mask.sum())} histogram bins near the maximum of the "
-                f"distance distribution; use more points, fewer bins (n_bins={self.n_bins}) or fewer "
-                f"neighbours (n_neighbors={self.n_neighbors})"
+                f"distance distribution; use more points or fewer bins (n_bins={self.n_bins})"
             )
+        self.r_min_ = float(r_min)
         x = np.log(np.sin(np.clip(0.5 * np.pi * centers[mask] / r_max, 1e-12, np.pi / 2)))
         y = np.log(density[mask]) - log_peak
         # log p/p_max = (D − 1) log sin(π r / 2 r_max): a line through the origin.
@@ -188,7 +203,7 @@ def intrinsic_dimension(X: np.ndarray, method: str = "graph", **options: Any) ->
     X = np.unique(check_matrix(X, "X", min_rows=3), axis=0)
     if method == "graph":
         est = GraphDistanceDimension(**options).fit(X)
-        details = {"r_max": est.r_max_, "n_points_used": est.n_points_used_, "histogram": est.histogram_,
+        details = {"r_max": est.r_max_, "r_min": est.r_min_, "r_min_forced": est.r_min_forced_, "n_points_used": est.n_points_used_, "histogram": est.histogram_,
                    "bin_centers": est.bin_centers_, "fit_mask": est.fit_mask_,
                    "model_density": est.model_density(est.bin_centers_)}
         return IntrinsicDimension(est.dimension_, method, est.goodness_of_fit_, details)

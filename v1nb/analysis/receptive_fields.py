@@ -78,7 +78,8 @@ def _safe_std(a: np.ndarray) -> np.ndarray:
 def _pca_basis(X: np.ndarray, n_components: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Principal axes (feature, k) and variances (k,) of centred ``X`` (sample, feature)."""
     p = X.shape[1]
-    k = p if n_components is None else min(int(n_components), p)
+    # More components than samples would only add null directions.
+    k = min(p, len(X) - 1) if n_components is None else min(int(n_components), p, len(X) - 1)
     # float64 for the eigensolver: LAPACK's single-precision path is slow and less accurate.
     cov = (X.T @ X).astype(np.float64)
     if k < p // 4:  # only the top k eigenpairs: faster when k ≪ p
@@ -168,7 +169,8 @@ def _rrr_solve(gram: np.ndarray, ZtY: np.ndarray, alpha: float, max_rank: int,
         cross = (ZtY @ ZtY.T).astype(np.float64)
     # Ŷ'Ŷ = coef' gram coef with coef = inv ZtY; its top eigenvectors in target space come from
     # the k × k matrix L' inv cross inv L (L L' = gram), never forming a target × target matrix.
-    chol = np.linalg.cholesky(gram + 1e-9 * np.trace(gram) / k * np.eye(k))
+    g_vals, g_vecs = np.linalg.eigh(gram)
+    chol = g_vecs * np.sqrt(np.clip(g_vals, 0, None))  # a square root of the (possibly singular) gram
     small = chol.T @ inv @ cross @ inv @ chol
     evals, q = np.linalg.eigh((small + small.T) / 2)
     order = np.argsort(evals)[::-1][:max_rank]

@@ -17,7 +17,7 @@ class SpectralDiscretizerMixin(ClusterMixin, BaseEstimator):
 
     def _validate_input(self, X, reset: bool = True) -> np.ndarray:
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset,
-                          ensure_min_samples=2)
+                          ensure_min_samples=2 if reset else 1)
         return np.asarray(X, dtype=np.float64)
 
     def _check_common(self, X: np.ndarray, n_neighbors: int) -> int:

@@ -40,7 +40,7 @@ class MLPAutoencoder(nn.Module):
         Size of the code z.
     """
 
-    def __init__(self, n_features: int, hidden_dims=(256, 256, 512), latent_dim: int = 10):
+    def __init__(self, n_features: int, hidden_dims=(128, 128, 256), latent_dim: int = 10):
         super().__init__()
         dims = [n_features, *hidden_dims, latent_dim]
         self.encoder = self._mlp(dims)
@@ -67,13 +67,13 @@ class DEC(ClusterMixin, BaseEstimator):
     Parameters
     ----------
     n_clusters : int, default=8
-    hidden_dims : tuple of int, default=(256, 256, 512)
+    hidden_dims : tuple of int, default=(128, 128, 256)
         Encoder widths (the paper uses (500, 500, 2000); smaller is faster on CPU and enough for
         D ≲ 100).
     latent_dim : int, default=10
     alpha : float, default=1.0
         Student-t degrees of freedom.
-    pretrain_epochs : int, default=100
+    pretrain_epochs : int, default=200
         Autoencoder pretraining epochs.
     max_iter : int, default=2000
         Maximum clustering iterations (minibatch steps).
@@ -108,8 +108,8 @@ class DEC(ClusterMixin, BaseEstimator):
 
     _gamma: float = 0.0  # weight of the clustering loss relative to reconstruction (IDEC)
 
-    def __init__(self, n_clusters: int = 8, hidden_dims=(256, 256, 512), latent_dim: int = 10,
-                 alpha: float = 1.0, pretrain_epochs: int = 100, max_iter: int = 2000,
+    def __init__(self, n_clusters: int = 8, hidden_dims=(128, 128, 256), latent_dim: int = 10,
+                 alpha: float = 1.0, pretrain_epochs: int = 200, max_iter: int = 2000,
                  update_interval: int = 40, tol: float = 1e-3, batch_size: int = 256,
                  lr: float = 1e-3, n_init: int = 20, standardize: bool = False,
                  random_state=None, verbose: int = 0):
@@ -242,7 +242,7 @@ class DEC(ClusterMixin, BaseEstimator):
         self.cluster_centers_ = head.centres.detach().numpy().astype(np.float64)[used]
 
     # ----------------------------------------------------------------- predict
-    def transform(self, X) -> np.ndarray:
+    def embed(self, X) -> np.ndarray:
         """Embeddings z, shape (N, latent_dim)."""
         check_is_fitted(self, "labels_")
         return self._embed(self._prepare(X, reset=False)).numpy().astype(np.float64)
@@ -274,8 +274,8 @@ class IDEC(DEC):
         Weight γ of the clustering loss (the paper's 0.1).
     """
 
-    def __init__(self, n_clusters: int = 8, hidden_dims=(256, 256, 512), latent_dim: int = 10,
-                 alpha: float = 1.0, pretrain_epochs: int = 100, max_iter: int = 2000,
+    def __init__(self, n_clusters: int = 8, hidden_dims=(128, 128, 256), latent_dim: int = 10,
+                 alpha: float = 1.0, pretrain_epochs: int = 200, max_iter: int = 2000,
                  update_interval: int = 40, tol: float = 1e-3, batch_size: int = 256,
                  lr: float = 1e-3, n_init: int = 20, standardize: bool = False,
                  gamma: float = 0.1, random_state=None, verbose: int = 0):

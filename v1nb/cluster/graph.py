@@ -136,3 +136,16 @@ def normalized_laplacian(W: sp.spmatrix) -> sp.csr_matrix:
     Dm = sp.diags(dinv)
     L = sp.identity(W.shape[0], format="csr") - Dm @ W @ Dm
     return L.tocsr()
+
+
+def component_indicators(W: sp.spmatrix) -> np.ndarray:
+    """Orthonormal indicators of the connected components of ``W``; shape (N, n_components).
+
+    Column j is 1/√|C_j| on component C_j and 0 elsewhere: a basis of the null space of any
+    Laplacian-like operator that annihilates constants on each component.
+    """
+    n_comp, labels = connected_components(W, directed=False)
+    sizes = np.bincount(labels, minlength=n_comp)
+    Q = np.zeros((W.shape[0], n_comp))
+    Q[np.arange(W.shape[0]), labels] = 1.0 / np.sqrt(sizes[labels])
+    return Q

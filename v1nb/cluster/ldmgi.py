@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
 from v1nb.cluster._base import SpectralDiscretizerMixin
-from v1nb.cluster.graph import check_connectivity, knn_indices
+from v1nb.cluster.graph import check_connectivity, component_indicators, knn_indices
 from v1nb.cluster.spectral import smallest_eigenvectors
 
 
@@ -135,7 +135,10 @@ class LDMGI(SpectralDiscretizerMixin):
         self.laplacian_ = L
         self.n_components_graph_ = check_connectivity(L, c, self.on_disconnected,
                                                       what="clique graph")
-        self.eigenvalues_, F = smallest_eigenvectors(L, c, random_state=rng)
+        # With several components, L's null space (the component indicators) is degenerate and
+        # Lanczos would miss most of it: hand it over explicitly.
+        Q = component_indicators(L) if self.n_components_graph_ > 1 else None
+        self.eigenvalues_, F = smallest_eigenvectors(L, c, random_state=rng, null_basis=Q)
         self.embedding_ = F
         self.labels_ = self._discretize_fit(F, rng)
         return self

@@ -98,6 +98,8 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
     weights_ : ndarray, shape (K,)
     inertia_ : float
         Σ_n ‖x_n − roll(μ, r)‖² at the solution.
+    n_iter_ : int
+        Iterations of the kept restart (EM iterations for ``"marginal"``).
     n_rotations_ : int
     """
 
@@ -166,7 +168,8 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         n, R, F = X.shape
         K = T.shape[0]
         prev = None
-        for _ in range(max(1, max_iter)):
+        n_iter = 0
+        for n_iter in range(1, max(1, max_iter) + 1):
             D = shift_distances(X, T)                          # (N, R, K)
             if fixed_labels is None:
                 flat = D.reshape(n, -1).argmin(1)
@@ -189,6 +192,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
             T /= counts[:, None, None]
         D = shift_distances(X, T)
         inertia = float(D[np.arange(n), shifts, labels].sum())
+        self._last_n_iter = n_iter
         return labels, shifts, T, inertia
 
     def _marginal_em(self, X, labels, shifts, T, rng):
@@ -202,7 +206,8 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         sigma2 = np.maximum(np.bincount(labels, resid, minlength=K) / np.maximum(counts, 1) / P, floor)
         pi = np.maximum(counts / n, 1e-12)
         ll_old = -np.inf
-        for _ in range(self.max_iter):
+        it = 0
+        for it in range(1, max(1, self.max_iter) + 1):
             logp = self._log_joint(X, T, sigma2, pi)          # (N, R, K)
             ll = float(logsumexp(logp.reshape(n, -1), axis=1).sum())
             post = np.exp(logp - logsumexp(logp.reshape(n, -1), axis=1)[:, None, None])
@@ -218,7 +223,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         logp = self._log_joint(X, T, sigma2, pi)
         lab = logsumexp(logp, axis=1).argmax(1)
         sh = logp[np.arange(n), :, lab].argmax(1)
-        return lab, sh, T, sigma2, pi
+        return lab, sh, T, sigma2, pi, it
 
     @staticmethod
     def _log_joint(X, T, sigma2, pi):
@@ -247,15 +252,16 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
             # Templates from the first member of each cluster, then alignment with labels fixed.
             T = np.stack([X[np.flatnonzero(labels == j)[0]] for j in range(K)])
             labels, shifts, T, inertia = self._align_kmeans(X, T, self.max_iter, fixed_labels=labels)
+            n_iter = self._last_n_iter
         else:
             best = None
             for _ in range(max(1, self.n_init)):
                 out = self._align_kmeans(X, self._seed(X, K, rng), self.max_iter)
                 if best is None or out[3] < best[3]:
-                    best = out
+                    best, n_iter = out, self._last_n_iter
             labels, shifts, T, inertia = best
         if self.method == "marginal":
-            labels, shifts, T, sigma2, pi = self._marginal_em(X, labels, shifts, T, rng)
+            labels, shifts, T, sigma2, pi, n_iter = self._marginal_em(X, labels, shifts, T, rng)
         else:
             A = unroll(X, shifts)
             resid = ((A - T[labels]) ** 2).sum((1, 2))
@@ -272,6 +278,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         self.templates_, self.sigma2_ = T[used], sigma2[used]
         self.weights_ = pi[used] / pi[used].sum()
         self.shifts_ = shifts.astype(np.intp)
+        self.n_iter_ = int(n_iter)
         self.aligned_ = unroll(X, self.shifts_)
         D = shift_distances(X, self.templates_)
         self.inertia_ = float(D[np.arange(n), self.shifts_, self.labels_].sum())

@@ -150,7 +150,7 @@ class SEC(SpectralDiscretizerMixin):
             self.labels_ = self._discretize_fit(F, rng)
         return self
 
-    def transform(self, X) -> np.ndarray:
+    def embed(self, X) -> np.ndarray:
         """Regression embedding (x − mean_) W + b, shape (N, c)."""
         self._fitted()
         X = self._validate_input(X, reset=False)
@@ -158,7 +158,7 @@ class SEC(SpectralDiscretizerMixin):
 
     def predict(self, X) -> np.ndarray:
         """Labels for new points through the learned linear map; shape (N,)."""
-        F = self.transform(X)
+        F = self.embed(X)
         if self.embedding_.shape[1] == 1:
             return np.zeros(F.shape[0], dtype=np.intp)
         return self._discretize_new(F)

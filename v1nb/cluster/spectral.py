@@ -20,8 +20,8 @@ from sklearn.utils import check_random_state
 
 
 def smallest_eigenvectors(M, n_components: int, upper_bound: float | None = None,
-                          random_state=None, tol: float = 1e-6,
-                          maxiter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          random_state=None, tol: float = 1e-6, maxiter: int | None = None,
+                          null_basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``n_components`` smallest eigenpairs of a symmetric PSD operator.
 
     Parameters
@@ -38,6 +38,12 @@ def smallest_eigenvectors(M, n_components: int, upper_bound: float | None = None
         Seeds ARPACK's starting vector, making the result reproducible.
     tol, maxiter
         Passed to :func:`scipy.sparse.linalg.eigsh`.
+    null_basis : ndarray, shape (N, m), optional
+        Orthonormal vectors known to span (part of) the null space of M, e.g. the normalised
+        indicators of a graph's connected components. Lanczos from one start vector finds only
+        one vector of a repeated eigenvalue, so a null space of dimension m > 1 would be missed;
+        these vectors are returned first and the remaining n_components − m are sought in their
+        orthogonal complement.
 
     Returns
     -------
@@ -51,6 +57,30 @@ def smallest_eigenvectors(M, n_components: int, upper_bound: float | None = None
         raise ValueError(f"n_components must be in [1, N] = [1, {n}], got {n_components}")
     rng = check_random_state(random_state)
     op = sla.aslinearoperator(M)
+    if null_basis is not None and null_basis.shape[1] > 0:
+        Q = np.asarray(null_basis, dtype=float)
+        m = Q.shape[1]
+        if m >= n_components:
+            return np.zeros(n_components), Q[:, :n_components]
+        if upper_bound is None:
+            lam_max = sla.eigsh(op, k=1, which="LA", tol=1e-3, v0=rng.uniform(-1, 1, n),
+                                return_eigenvectors=False)[0]
+            upper_bound = 1.01 * float(lam_max) + 1e-12
+        top = float(upper_bound)
+
+        def deflated(v):
+            # P M P + top·Q Qᵀ (P = I − Q Qᵀ): same eigenpairs as M on Q's complement, while Q
+            # moves to the top of the spectrum, out of the way of the wanted smallest ones.
+            c = Q.T @ v
+            pv = v - Q @ c
+            mv = op.matvec(pv)
+            return mv - Q @ (Q.T @ mv) + top * (Q @ c)
+
+        Dop = sla.LinearOperator((n, n), matvec=deflated, dtype=float)
+        vals, vecs = smallest_eigenvectors(Dop, n_components - m, top, rng, tol, maxiter)
+        vecs = vecs - Q @ (Q.T @ vecs)
+        vecs /= np.linalg.norm(vecs, axis=0, keepdims=True)
+        return np.concatenate([np.zeros(m), vals]), np.hstack([Q, vecs])
     if upper_bound is None:
         v0 = rng.uniform(-1, 1, n)
         lam_max = sla.eigsh(op, k=1, which="LA", tol=1e-3, v0=v0, return_eigenvectors=False)[0]

@@ -3,7 +3,8 @@
 The key is a SHA-256 of: a fingerprint of the data (the bytes of responses, images, trial
 coordinates and neuron coordinates — stronger than the provenance record, which carries a
 creation time), the core and readout names, the full config (except the progress-bar switch),
-the seed, the resolved device type, and the versions of v1nb and torch. Anything else that changes
+the seed, the resolved device type, and the versions of v1nb and torch. The progress bar and
+the CPU thread count are left out: a fit made with one thread serves a request with two. Anything else that changes
 a fit changes one of these.
 
 Entries are written atomically (:func:`v1nb.io.atomic_path`). Reading checks the file's own key and
@@ -34,6 +35,8 @@ from v1nb.provenance import versions
 
 #: Bump when the on-disk layout changes; older entries are then retrained.
 FORMAT_VERSION = 1
+#: Settings that change how a fit runs but not what it learns: left out of the key.
+RUNTIME_SETTINGS = ("progress", "num_threads")
 
 
 class CacheWarning(UserWarning):
@@ -73,7 +76,7 @@ def data_fingerprint(ds: xr.Dataset) -> str:
 
 def cache_key(ds: xr.Dataset, core: str, readout: str, seed: int, config: dict[str, Any], device: str) -> str:
     """The SHA-256 key of one fit (see the module docstring)."""
-    settings = {k: v for k, v in config.items() if k != "progress"}
+    settings = {k: v for k, v in config.items() if k not in RUNTIME_SETTINGS}
     v = versions()
     record = {"data": data_fingerprint(ds), "core": core, "readout": readout, "seed": seed,
               "config": settings, "device": device, "v1nb": v.get("v1nb"), "torch": v.get("torch"),

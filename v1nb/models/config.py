@@ -40,6 +40,7 @@ class ModelConfig:
     basis_order: int = 3  # highest total order of the 2-D Hermite basis
     # --- readout -----------------------------------------------------------------------------
     gamma_readout: float = 0.0076  # L1 weight on readout features (gaussian) / mask×features (factorized)
+    init_mu: str = "uniform"  # Gaussian readout start: "uniform" (U(±init_mu_range)) or "sta" (RF-centre estimate)
     init_mu_range: float = 0.3  # Gaussian readout: μ_n ~ U(±init_mu_range) at start
     init_sigma: float = 0.1  # Gaussian readout: initial covariance scale (grid units)
     position_predictor: bool = False  # predict μ_n from cortical position (MLP ending in tanh)
@@ -56,6 +57,7 @@ class ModelConfig:
     validation_fraction: float = 0.1  # share of training trials held out when there is no validation tier
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
     progress: bool = True  # tqdm progress bar over epochs
+    num_threads: int = 0  # torch CPU threads during fit/predict (0 = leave torch's setting)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,7 +105,8 @@ def _check_ranges(c: ModelConfig) -> None:
     for name in ("input_kernel", "hidden_kernel"):
         if getattr(c, name) % 2 == 0:
             raise ValueError(f"model setting {name}={getattr(c, name)} must be odd (centred filters)")
-    for name in ("gamma_input", "gamma_hidden", "gamma_readout", "init_sigma", "max_lr_decays", "basis_order"):
+    for name in ("gamma_input", "gamma_hidden", "gamma_readout", "init_sigma", "max_lr_decays", "basis_order",
+                 "num_threads"):
         if getattr(c, name) < 0:
             raise ValueError(f"model setting {name}={getattr(c, name)!r} must be ≥ 0")
     if not 0 < c.init_mu_range <= 1:
@@ -112,6 +115,8 @@ def _check_ranges(c: ModelConfig) -> None:
         raise ValueError(f"lr_decay_factor={c.lr_decay_factor} must be in (0, 1)")
     if not 0 < c.validation_fraction < 1:
         raise ValueError(f"validation_fraction={c.validation_fraction} must be in (0, 1)")
+    if c.init_mu not in ("uniform", "sta"):
+        raise ValueError(f"init_mu={c.init_mu!r} must be 'uniform' or 'sta'")
     if c.loss not in ("poisson", "mse"):
         raise ValueError(f"loss={c.loss!r} must be 'poisson' or 'mse'")
 

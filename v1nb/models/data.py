@@ -133,3 +133,30 @@ def initial_bias(train_responses: torch.Tensor) -> torch.Tensor:
     """Biases for which ``ELU(b) + 1`` equals each neuron's mean (scaled) training response."""
     mean = torch.nan_to_num(train_responses.nanmean(0), nan=1.0).clamp_min(1e-3)
     return torch.where(mean >= 1, mean - 1, torch.log(mean))
+
+
+def receptive_field_centres(data: TrainingData, smooth: float = 1.5) -> torch.Tensor:
+    """A rough receptive-field centre per neuron from the training data, in pixels ``(N, 2)`` as (x, y).
+
+    The map of each neuron is the squared spike-triggered average (linear, simple-cell-like
+    responses) plus the response-weighted local contrast energy (complex-cell-like responses),
+    each normalised to its maximum and smoothed; the centre is its peak. Used to start the
+    Gaussian readout near the right place (``init_mu="sta"``) instead of ``U(±0.3)``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x = data.images[data.train_images, 0].double()  # (T, H, W)
+    t, h, w = x.shape
+    y = data.train_responses.double()
+    y = torch.where(torch.isnan(y), torch.nanmean(y, 0, keepdim=True), y)
+    y = y - y.mean(0, keepdim=True)
+    flat = x.reshape(t, -1)
+    sta = (y.T @ flat).reshape(-1, h, w).numpy()  # (N, H, W)
+    energy = torch.from_numpy(gaussian_filter(x.pow(2).numpy(), (0, 1.0, 1.0))).reshape(t, -1)
+    ete = (y.T @ (energy - energy.mean(0))).reshape(-1, h, w).numpy()
+    maps = gaussian_filter(sta ** 2, (0, smooth, smooth))
+    maps = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12)[:, None, None]
+    ete = gaussian_filter(np.clip(ete, 0, None), (0, smooth, smooth))
+    maps = maps + ete / np.maximum(ete.reshape(len(ete), -1).max(1), 1e-12)[:, None, None]
+    peak = maps.reshape(len(maps), -1).argmax(1)
+    return torch.tensor(np.stack([peak % w, peak // w], 1), dtype=torch.float32)

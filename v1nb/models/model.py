@@ -19,9 +19,9 @@ import xarray as xr
 from v1nb.data.schema import POSITION_COORDS
 from v1nb.data.views import select_tier
 from v1nb.models.config import CORES, READOUTS, ModelConfig, check_choice, make_config
-from v1nb.models.data import check_dataset, initial_bias, prepare
+from v1nb.models.data import check_dataset, initial_bias, prepare, receptive_field_centres
 from v1nb.models.network import CoreReadout, build_network
-from v1nb.models.training import predict_batches, resolve_device, train
+from v1nb.models.training import predict_batches, torch_threads, train
 
 
 class ResponseModel:
@@ -68,10 +68,15 @@ class ResponseModel:
                 raise ValueError(f"position_predictor=True needs neuron coordinates {POSITION_COORDS}; "
                                  f"{ds.attrs.get('source', 'the dataset')!r} has none")
             positions = torch.tensor(np.stack([ds[c].values for c in POSITION_COORDS], 1), dtype=torch.float32)
+        rf_pixels = None
+        if config.init_mu == "sta" and self.readout == "gaussian" and positions is None:
+            rf_pixels = receptive_field_centres(data)
         network = build_network(self.core, self.readout, config, data.n_neurons, data.image_shape,
-                                bias=initial_bias(data.train_responses), positions=positions, generator=generator)
+                                bias=initial_bias(data.train_responses), positions=positions, generator=generator,
+                                rf_pixels=rf_pixels)
         start = time.perf_counter()
-        self.history_ = train(network, data, config, generator)
+        with torch_threads(config.num_threads):
+            self.history_ = train(network, data, config, generator)
         self.history_["wall_seconds"] = time.perf_counter() - start
         self._set_fitted(network, data.n_neurons, data.image_shape, data.image_mean, data.image_std,
                          data.response_scale, _neuron_coords(ds))
@@ -111,8 +116,9 @@ class ResponseModel:
                              f"like the training images, got {images.shape}")
         x = torch.from_numpy((images - self.image_mean_) / self.image_std_)[:, None]
         device = next(self.network_.parameters()).device
-        rates = predict_batches(self.network_, x, torch.arange(len(x)), device, batch_size,
-                                channels_last=self.config_.channels_last)
+        with torch_threads(self.config_.num_threads):
+            rates = predict_batches(self.network_, x, torch.arange(len(x)), device, batch_size,
+                                    channels_last=self.config_.channels_last)
         return (rates * self.response_scale_).numpy()
 
     def predict(self, ds: xr.Dataset, tier: str = "test") -> xr.DataArray:

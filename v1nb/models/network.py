@@ -82,7 +82,8 @@ def core_output_shape(core: nn.Module, image_shape: tuple[int, int]) -> tuple[in
 def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
                   image_shape: tuple[int, int], bias: torch.Tensor | None = None,
                   positions: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> CoreReadout:
+                  generator: torch.Generator | None = None,
+                  rf_pixels: torch.Tensor | None = None) -> CoreReadout:
     """Assemble a :class:`CoreReadout` (parameters initialised from the global torch RNG).
 
     Parameters
@@ -97,6 +98,8 @@ def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
         Cortical positions for the Gaussian readout's position predictor.
     generator : torch.Generator, optional
         Randomness of the readout during training.
+    rf_pixels : tensor (N, 2), optional
+        Receptive-field centres in image pixels (x, y): the Gaussian readout starts there.
     """
     core_net = build_core(core, config)
     d = config.downsample
@@ -104,7 +107,8 @@ def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
         raise ValueError(f"downsample={d} is larger than the images {image_shape}")
     channels, h, w = core_output_shape(core_net, (image_shape[0] // d, image_shape[1] // d))
     if readout == "gaussian":
-        ro: nn.Module = GaussianReadout(channels, n_neurons, bias=bias, init_mu_range=config.init_mu_range,
+        mu = None if rf_pixels is None else pixels_to_grid(rf_pixels, config, (h, w))
+        ro: nn.Module = GaussianReadout(channels, n_neurons, bias=bias, init_mu_range=config.init_mu_range, mu=mu,
                                         init_sigma=config.init_sigma, gamma_readout=config.gamma_readout,
                                         positions=positions, generator=generator)
     elif readout == "factorized":
@@ -115,3 +119,17 @@ def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
     else:
         raise ValueError(f"readout={readout!r} is not one of ('gaussian', 'factorized')")
     return CoreReadout(core_net, ro, config.elu_offset, config.downsample)
+
+
+def pixels_to_grid(pixels: torch.Tensor, config: ModelConfig, output_shape: tuple[int, int]) -> torch.Tensor:
+    """Image pixel positions ``(N, 2)`` (x, y) → readout grid coordinates in [−1, 1] of the core output.
+
+    Accounts for the input downsampling and for the border that valid convolutions cut off
+    (``Σ (k − 1) / 2`` pixels per side).
+    """
+    d = config.downsample
+    border = 0 if config.padding else (config.input_kernel - 1) // 2 + (config.layers - 1) * (config.hidden_kernel - 1) // 2
+    h, w = output_shape
+    q = (pixels + 0.5) / d - 0.5 - border
+    size = torch.tensor([max(w - 1, 1), max(h - 1, 1)], dtype=q.dtype)
+    return (2 * q / size - 1).clamp(-0.95, 0.95)

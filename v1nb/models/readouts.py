@@ -59,6 +59,8 @@ class GaussianReadout(nn.Module):
         Cortical positions: when given, ``μ_n`` comes from a :class:`PositionPredictor`.
     generator : torch.Generator, optional
         Source of the position samples during training (for reproducible fits).
+    mu : tensor (N, 2), optional
+        Initial positions (grid units) instead of the uniform draw.
 
     Shapes
     ------
@@ -67,12 +69,14 @@ class GaussianReadout(nn.Module):
 
     def __init__(self, in_channels: int, n_neurons: int, bias: torch.Tensor | None = None,
                  init_mu_range: float = 0.3, init_sigma: float = 0.1, gamma_readout: float = 0.0076,
-                 positions: torch.Tensor | None = None, generator: torch.Generator | None = None):
+                 positions: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 mu: torch.Tensor | None = None):
         super().__init__()
         self.gamma_readout = gamma_readout
         self.generator = generator
         if positions is None:
-            self._mu = nn.Parameter(torch.empty(n_neurons, 2).uniform_(-init_mu_range, init_mu_range))
+            start = torch.empty(n_neurons, 2).uniform_(-init_mu_range, init_mu_range) if mu is None else mu.clone()
+            self._mu = nn.Parameter(start.float())
             self.position_predictor = None
         else:
             self._mu = None

@@ -14,10 +14,11 @@ comes from ``seed``; on CPU with the same thread count the same seed gives the s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -27,6 +28,24 @@ from v1nb.metrics import _corr
 from v1nb.models.config import ModelConfig
 from v1nb.models.data import TrainingData
 from v1nb.models.network import CoreReadout
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (0: unchanged), then restore the previous count.
+
+    On a machine shared by several processes, one thread per process is often much faster than
+    torch's default (oversubscribed threads spin and wait on each other).
+    """
+    if n <= 0:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(device: str) -> torch.device:
