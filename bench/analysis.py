@@ -8,7 +8,8 @@
 Targets (issue 5): each analysis on the default twin ≤ 2 min on 2 cores; cvPCA and RRR at
 10,000 × 5,600 in ≤ 2 min and ≤ 8 GB. The machine may be shared: the load average is recorded.
 
-Usage: ``python bench/analysis.py [--skip-large]``; writes bench/results/analysis.json.
+Usage: ``python bench/analysis.py [--skip-default] [--skip-large]``; threads per process from
+``V1NB_BENCH_THREADS`` (default 1); writes bench/results/analysis.json.
 """
 
 from __future__ import annotations
@@ -92,11 +93,21 @@ def large_twin(record: dict) -> None:
 
 
 def main() -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS/OpenMP/torch thread: on a shared, oversubscribed machine multithreaded LAPACK and
+    # OpenMP loops spin and run several times slower than one thread.
+    threads = int(os.environ.get("V1NB_BENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
     record: dict[str, Any] = {}
-    default_twin(record)
-    if "--skip-large" not in sys.argv:
-        large_twin(record)
-    write_json(RESULTS, provenance(benchmark="analysis", results=record, cpu_count=os.cpu_count()))
+    with threadpool_limits(threads):
+        if "--skip-default" not in sys.argv:
+            default_twin(record)
+        if "--skip-large" not in sys.argv:
+            large_twin(record)
+    write_json(RESULTS, provenance(benchmark="analysis", results=record, cpu_count=os.cpu_count(), threads=threads,
+                                   argv=sys.argv[1:]))
     print(f"wrote {RESULTS}")
 
 

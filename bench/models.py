@@ -47,10 +47,15 @@ def score(model, ds) -> dict:
         "readout_parameters": model.n_parameters("readout"),
         "epochs": len(h["epochs"]) - 1, "best_epoch": h["best_epoch"], "lr_decays": h["lr_decays"],
         "stopped": h["stopped"], "train_seconds": h["train_seconds"], "wall_seconds": h.get("wall_seconds"),
+        "cpu_seconds": h.get("cpu_seconds"),
         "images_per_second": h["images_per_second"], "best_val_corr": h["best_val_corr"],
         "val_curve": [e["val_corr"] for e in h["epochs"]],
         "loadavg_after": os.getloadavg(),
     }
+
+
+def name_of(args: argparse.Namespace) -> str:
+    return "models" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
 
 
 def main() -> None:
@@ -58,7 +63,10 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="twin:quick and few epochs (smoke test)")
-    parser.add_argument("--skip", nargs="*", default=[], help="models to skip: ln rotation factorized curve")
+    parser.add_argument("--models", nargs="*", default=["cnn+gaussian", "ln+gaussian", "rotation+gaussian",
+                                                         "cnn+factorized", "curve"],
+                        help="what to run (run subsets in parallel processes with different --tag)")
+    parser.add_argument("--tag", default="", help="suffix of the result file: models<_tag>.json")
     args = parser.parse_args()
     profile = "quick" if args.quick else args.profile
     extra = dict(max_epochs=5) if args.quick else {}
@@ -73,19 +81,22 @@ def main() -> None:
                       "correlation_to_average": float(ceiling["correlation_to_average"].mean()),
                       "single_trial_correlation": float(ceiling["single_trial_correlation"].mean())}
     print(f"twin:{profile}: {dict(ds.sizes)}; ceiling {out['ceiling']}", flush=True)
-    runs = [("cnn", "gaussian"), ("ln", "gaussian"), ("rotation", "gaussian"), ("cnn", "factorized")]
     out["models"] = {}
-    for core, readout in runs:
-        if core in args.skip or readout in args.skip:
+    for name in args.models:
+        if name == "curve":
             continue
+        core, readout = name.split("+")
         rss_before = peak_rss_mb()
-        model = fit(ds, core, readout, seed=0, use_cache=False, progress=False, **extra)
+        # cached fits keep the history (timings) of the run that trained them; "cached" says which
+        model = fit(ds, core, readout, seed=0, progress=False, **extra)
         result = score(model, ds)
+        result["cached"] = model.history_.get("cached")
         result["peak_rss_mb"] = peak_rss_mb()
         result["peak_rss_before_mb"] = rss_before
         for name in ("correlation_to_average", "single_trial_correlation"):
             result[f"{name}_fraction_of_ceiling"] = result[name] / out["ceiling"][name]
         out["models"][f"{core}+{readout}"] = result
+        write_json(RESULTS / f"{name_of(args)}.json", out)  # partial results survive an interrupted run
         print(f"{core}+{readout}: FEVE {result['mean_feve']:.3f}, corr-to-avg {result['correlation_to_average']:.3f} "
               f"({result['correlation_to_average_fraction_of_ceiling']:.2f} of ceiling), "
               f"{result['parameters']} params ({result['core_parameters']} core), "
@@ -94,7 +105,7 @@ def main() -> None:
     models = out["models"]
     if "cnn+gaussian" in models and "ln+gaussian" in models:
         out["feve_cnn_minus_ln"] = models["cnn+gaussian"]["mean_feve"] - models["ln+gaussian"]["mean_feve"]
-    if "curve" not in args.skip:
+    if "curve" in args.models:
         n_train = int(((ds["tier"].values == "train") & (ds["image_id"].values >= 0)).sum())
         sizes = sorted({max(50, n_train // 8), n_train // 4, n_train // 2, n_train})
         curve = learning_curve(ds, sizes, "cnn", "gaussian", seed=0, use_cache=True, progress=False, **extra)
@@ -104,7 +115,7 @@ def main() -> None:
     out["total_seconds"] = time.perf_counter() - start
     out["peak_rss_mb"] = peak_rss_mb()
     out["loadavg_end"] = os.getloadavg()
-    path = write_json(RESULTS / ("models_quick.json" if args.quick else "models.json"), out)
+    path = write_json(RESULTS / f"{name_of(args)}.json", out)
     print(f"wrote {path}")
 
 

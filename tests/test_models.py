@@ -16,6 +16,7 @@ from v1nb.data import build_dataset, select_tier
 from v1nb.models import (CacheWarning, ModelWarning, ResponseModel, fit, load, make_config, save,
                          valid_keys)
 from v1nb.models.cores import Stacked2dCore, laplace_l2
+from v1nb.models.data import prepare, receptive_field_centres
 from v1nb.models.readouts import FactorizedReadout, GaussianReadout
 from v1nb.models.rotation import RotationEquivariantCore, evaluate_hermite, hermite_basis, rotation_axis_view
 
@@ -33,9 +34,10 @@ def toy_dataset(n_train=200, n_val=40, n_test=15, reps=4, n_neurons=10, size=(16
     imgs = np.stack([gaussian_filter(rng.normal(size=size), 1.0) for _ in range(n_img)])
     imgs = ((imgs - imgs.mean()) / imgs.std()).astype(np.float32)
     yy, xx = np.mgrid[: size[0], : size[1]]
-    filters = []
+    filters, centres = [], []
     for _ in range(n_neurons):
         cy, cx, th = rng.uniform(5, size[0] - 5), rng.uniform(5, size[1] - 5), rng.uniform(0, np.pi)
+        centres.append((cx, cy))
         u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
         g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8) * np.cos(2 * np.pi * u / 6)
         filters.append(g / np.linalg.norm(g))
@@ -50,7 +52,8 @@ def toy_dataset(n_train=200, n_val=40, n_test=15, reps=4, n_neurons=10, size=(16
     pos = rng.uniform(0, 500, size=(n_neurons, 3))
     return build_dataset(rng.poisson(rates).astype(np.float32), image_id=image_id, tier=tier, images=imgs,
                          neuron_coords={"cortical_x": pos[:, 0], "cortical_y": pos[:, 1], "cortical_z": pos[:, 2],
-                                        "true_type": np.array(["a", "b"] * (n_neurons // 2), dtype=object)},
+                                        "true_type": np.array(["a", "b"] * (n_neurons // 2), dtype=object),
+                                        "true_rf_x": np.array(centres)[:, 0], "true_rf_y": np.array(centres)[:, 1]},
                          data_vars={"rates": (("trial", "neuron"), rates.astype(np.float32))},
                          source=f"toy:{seed}", provenance={"seed": seed})
 
@@ -152,6 +155,15 @@ def test_same_seed_gives_same_validation_correlation(ds, fitted):
     assert other.history_["epochs"][1]["val_corr"] != fitted.history_["epochs"][1]["val_corr"]
 
 
+def test_sta_initialisation_finds_receptive_fields(ds):
+    data = prepare(ds, make_config(), 0)
+    found = receptive_field_centres(data).numpy()
+    truth = np.stack([ds["true_rf_x"].values, ds["true_rf_y"].values], 1)
+    assert np.median(np.linalg.norm(found - truth, axis=1)) < 2.0
+    model = ResponseModel("cnn", "gaussian", 0, init_mu="sta", **FAST).fit(ds)
+    assert np.isfinite(model.history_["best_val_corr"])
+
+
 def test_position_predictor(ds):
     model = ResponseModel("cnn", "gaussian", 0, position_predictor=True, **FAST).fit(ds)
     assert model.readout_positions().shape == (10, 2)
@@ -230,4 +242,22 @@ def test_bad_images_and_responses(ds, fitted):
     with pytest.raises(ValueError, match="loss='mse'"):
         ResponseModel(**FAST).fit(negative)
     with pytest.raises(ValueError, match="too small"):
-        ResponseModel(input_kernel=31, **{k: v for k, v in FAST.items() if k != "input_kernel"}).fit(ds)
+        ResponseModel(input_kernel=31, padding=False, **{k: v for k, v in FAST.items() if k != "input_kernel"}).fit(ds)
+    with pytest.raises(ValueError, match="downsample"):
+        ResponseModel(downsample=32, **FAST).fit(ds)
+
+
+def test_rotation_invariant_embedding_ignores_cyclic_shifts():
+    from v1nb.models.embeddings import project_2d, rotation_invariant
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(1, 8, 3))
+    shifted = np.concatenate([w, np.roll(w, 3, axis=1)])
+    emb = xr.DataArray(shifted, dims=("neuron", "rotation", "feature"), coords={"true_type": ("neuron", ["a", "a"])})
+    inv = rotation_invariant(emb)
+    np.testing.assert_allclose(inv.values[0], inv.values[1], atol=1e-12)
+    assert inv.dims == ("neuron", "feature") and list(inv["true_type"].values) == ["a", "a"]
+    with pytest.raises(ValueError, match="rotation"):
+        rotation_invariant(inv)
+    proj = project_2d(xr.DataArray(rng.normal(size=(20, 5)), dims=("neuron", "feature")))
+    assert proj.shape == (20, 2)

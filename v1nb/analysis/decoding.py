@@ -34,6 +34,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from v1nb.analysis._inputs import repeats_3d
 
@@ -140,7 +141,7 @@ def make_decoder(model: str = "logistic", selection: str | None = None, n_featur
     weight = "balanced" if balanced else None
     classifiers = {
         "logistic": lambda: LogisticRegression(C=0.1, max_iter=2000, class_weight=weight),
-        "forest": lambda: RandomForestClassifier(300, min_samples_leaf=2, class_weight=weight, n_jobs=1, random_state=random_state),
+        "forest": lambda: RandomForestClassifier(200, min_samples_leaf=2, class_weight=weight, n_jobs=1, random_state=random_state),
         "boosting": lambda: HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight=weight,
                                                            early_stopping=False, random_state=random_state),
         "mlp": lambda: MLPClassifier((128,), alpha=1e-2, max_iter=500, early_stopping=True, random_state=random_state),
@@ -251,6 +252,7 @@ def decode_category(
     n_splits: int = 5,
     balanced: bool = True,
     n_boot: int = 1000,
+    n_threads: int | None = None,
     random_state: int | None = 0,
 ) -> CategoryDecoding:
     """Decode image categories from responses with grouped, stratified cross-validation.
@@ -269,6 +271,9 @@ def decode_category(
         the smallest class in images when needed).
     n_boot : int
         Bootstrap resamples for the confidence interval.
+    n_threads : int, optional
+        Limit the BLAS/OpenMP threads used while fitting (gradient boosting's OpenMP loops slow
+        down many-fold on an oversubscribed machine); None keeps the libraries' defaults.
 
     Returns
     -------
@@ -295,10 +300,11 @@ def decode_category(
     cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
     pred = np.empty(len(y), dtype=object)
     scores = []
-    for train, test in cv.split(X, y, groups):
-        fitted = clone(decoder).fit(X[train], y[train])
-        pred[test] = fitted.predict(X[test])
-        scores.append(balanced_accuracy_score(y[test], pred[test].astype(str)))
+    with threadpool_limits(n_threads):
+        for train, test in cv.split(X, y, groups):
+            fitted = clone(decoder).fit(X[train], y[train])
+            pred[test] = fitted.predict(X[test])
+            scores.append(balanced_accuracy_score(y[test], pred[test].astype(str)))
     pred = pred.astype(str)
     score = balanced_accuracy_score(y, pred)
     rng = np.random.default_rng(random_state)

@@ -140,11 +140,12 @@ class DEC(ClusterMixin, BaseEstimator):
         return torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
 
     def _check_params(self) -> None:
-        for name in ("pretrain_epochs", "max_iter", "update_interval", "batch_size", "latent_dim",
-                     "n_init"):
+        minimum = {"pretrain_epochs": 0, "max_iter": 0, "update_interval": 1, "batch_size": 1,
+                   "latent_dim": 1, "n_init": 1}
+        for name, lo in minimum.items():
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name in ("pretrain_epochs", "max_iter") else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if name in ('pretrain_epochs', 'max_iter') else 'positive'} int, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if not self.lr > 0 or not self.alpha > 0 or not 0 <= self.tol <= 1:
             raise ValueError(f"need lr > 0, alpha > 0, 0 <= tol <= 1; got lr={self.lr}, "
                              f"alpha={self.alpha}, tol={self.tol}")

@@ -195,7 +195,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         self._last_n_iter = n_iter
         return labels, shifts, T, inertia
 
-    def _marginal_em(self, X, labels, shifts, T, rng):
+    def _marginal_em(self, X, labels, shifts, T):
         n, R, F = X.shape
         K = T.shape[0]
         P = R * F
@@ -261,7 +261,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
                     best, n_iter = out, self._last_n_iter
             labels, shifts, T, inertia = best
         if self.method == "marginal":
-            labels, shifts, T, sigma2, pi, n_iter = self._marginal_em(X, labels, shifts, T, rng)
+            labels, shifts, T, sigma2, pi, n_iter = self._marginal_em(X, labels, shifts, T)
         else:
             A = unroll(X, shifts)
             resid = ((A - T[labels]) ** 2).sum((1, 2))

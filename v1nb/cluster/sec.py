@@ -72,8 +72,11 @@ class SEC(SpectralDiscretizerMixin):
         data (γ_abs = gamma · ‖X_c‖²_F / D), so that rescaling X leaves the clustering unchanged.
     graph : {"heat", "connectivity"}, default="heat"
         Edge weights (self-tuning heat kernel or binary); see :func:`v1nb.cluster.graph.knn_graph`.
-    discretization : {"rotation", "kmeans"}, default="rotation"
-        Spectral rotation (Yu & Shi 2003) or k-means on row-normalised eigenvectors.
+    discretization : {"rotation", "kmeans"}, default="kmeans"
+        k-means on row-normalised eigenvectors (Ng, Jordan & Weiss 2002) or spectral rotation
+        (Yu & Shi 2003). k-means is the default: on digits it is the more accurate of the two
+        (LDMGI 0.89 vs 0.82, SEC 0.85 vs 0.81), notably when a small graph component takes one
+        eigenvector to itself.
     n_init : int, default=10
         Restarts of the discretisation.
     on_disconnected : {"warn", "raise", "ignore"}, default="warn"
@@ -104,7 +107,7 @@ class SEC(SpectralDiscretizerMixin):
     """
 
     def __init__(self, n_clusters: int = 8, n_neighbors: int = 10, mu: float = 1.0,
-                 gamma: float = 1.0, graph: str = "heat", discretization: str = "rotation",
+                 gamma: float = 1.0, graph: str = "heat", discretization: str = "kmeans",
                  n_init: int = 10, on_disconnected: str = "warn", random_state=None):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors

@@ -28,6 +28,11 @@ training    Poisson loss, Adam, plateau decay, early stopping
 model       ResponseModel (xarray in and out)
 cache       models on disk keyed by data + config + seed + versions
 fit         the cached entry point
+curves      learning curves (training-set size vs test performance)
+embeddings  flattening, rotation-invariant features, 2-D projection of embeddings
+
+CPU threads: on a machine shared by several processes, torch's default thread count can make
+training many times slower (threads spin waiting for each other); pass ``num_threads=1``.
 """
 
 from v1nb.models.cache import CacheWarning, cache_dir, load, save

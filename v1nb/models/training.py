@@ -109,7 +109,9 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     dict
         ``epochs``: list of per-epoch records (``epoch``, ``loss``, ``val_corr``, ``lr``,
         ``seconds``); ``best_epoch``, ``best_val_corr``, ``lr_decays``, ``stopped`` (reason),
-        ``train_seconds``, ``images_per_second`` (forward + backward), ``n_train``, ``n_val``,
+        ``train_seconds`` (wall, training steps only), ``cpu_seconds`` (process CPU time of the
+        whole loop: the wall time an unshared machine would need at one thread),
+        ``images_per_second`` (forward + backward, wall), ``n_train``, ``n_val``,
         ``validation_source``, ``n_masked``, ``device``.
     """
     device = resolve_device(config.device)
@@ -129,6 +131,7 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     }
     best_epoch, since_best, decays, lr = 0, 0, 0, config.lr
     train_seconds, images_seen = 0.0, 0
+    cpu_start = time.process_time()
     stopped = "max_epochs"
     bar = tqdm(range(1, config.max_epochs + 1), desc="training", disable=not config.progress, leave=False)
     for epoch in bar:
@@ -177,5 +180,6 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     network.load_state_dict(best_state)
     network.eval()
     history.update(best_epoch=best_epoch, best_val_corr=best, lr_decays=decays, stopped=stopped,
-                   train_seconds=train_seconds, images_per_second=images_seen / max(train_seconds, 1e-9))
+                   train_seconds=train_seconds, images_per_second=images_seen / max(train_seconds, 1e-9),
+                   cpu_seconds=time.process_time() - cpu_start)
     return history
