@@ -14,6 +14,7 @@ Usage: ``python bench/analysis.py [--skip-default] [--skip-large]``; threads per
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import sys
@@ -106,8 +107,10 @@ def main() -> None:
             default_twin(record)
         if "--skip-large" not in sys.argv:
             large_twin(record)
-    write_json(RESULTS, provenance(benchmark="analysis", results=record, cpu_count=os.cpu_count(), threads=threads,
-                                   argv=sys.argv[1:]))
+    # A partial run (--skip-*) updates its own entries and keeps the others' last measurements.
+    previous = json.loads(RESULTS.read_text()).get("results", {}) if RESULTS.is_file() else {}
+    write_json(RESULTS, provenance(benchmark="analysis", results={**previous, **record}, cpu_count=os.cpu_count(),
+                                   threads=threads, argv=sys.argv[1:]))
     print(f"wrote {RESULTS}")
 
 

@@ -85,9 +85,16 @@ def main() -> dict:
               f"  ARI {row['ari']:.3f}  load {row['loadavg_start'][0]:.1f}", flush=True)
     by = {(r["method"], r["n"]): r for r in rows}
     ratios = {m: by[(f"dense_{m}", 5000)]["seconds"] / by[(m, 5000)]["seconds"] for m in ("sec", "ldmgi")}
-    for m, r in ratios.items():
-        print(f"dense/sparse time ratio at N=5000, {m}: {r:.1f}x")
+    cpu_ratios = {m: by[(f"dense_{m}", 5000)]["cpu_seconds"] / by[(m, 5000)]["cpu_seconds"]
+                  for m in ("sec", "ldmgi")}
+    mem_ratios = {m: by[(f"dense_{m}", 5000)]["peak_rss_gb"] / by[(m, 5000)]["peak_rss_gb"]
+                  for m in ("sec", "ldmgi")}
+    for m in ratios:
+        print(f"dense/sparse at N=5000, {m}: wall {ratios[m]:.1f}x, CPU {cpu_ratios[m]:.1f}x, "
+              f"peak RSS {mem_ratios[m]:.1f}x")
     out = dict(runs=rows, dense_over_sparse_time_at_5000=ratios,
+               dense_over_sparse_cpu_at_5000=cpu_ratios,
+               dense_over_sparse_peak_rss_at_5000=mem_ratios,
                budget=dict(seconds=60, peak_rss_gb=4), cpu_count=os.cpu_count(),
                within_budget={m: by[(m, 50000)]["seconds"] <= 60 and by[(m, 50000)]["peak_rss_gb"] <= 4
                               for m in ("sec", "ldmgi")},

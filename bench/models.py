@@ -49,6 +49,7 @@ def score(model, ds) -> dict:
         "stopped": h["stopped"], "train_seconds": h["train_seconds"], "wall_seconds": h.get("wall_seconds"),
         "cpu_seconds": h.get("cpu_seconds"),
         "images_per_second": h["images_per_second"], "best_val_corr": h["best_val_corr"],
+        "images_per_cpu_second": h.get("images_per_cpu_second"),
         "val_curve": [e["val_corr"] for e in h["epochs"]],
         "loadavg_after": os.getloadavg(),
     }

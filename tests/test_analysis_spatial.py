@@ -40,7 +40,7 @@ def test_position_grid_bins_and_shuffles():
 
 
 def test_cnn_beats_position_blind_decoders_when_layout_matters():
-    result = spatial_decoding(layout_dataset(), bin_um=20.0, n_splits=3, epochs=40)
+    result = spatial_decoding(layout_dataset(), bin_um=20.0, n_splits=3, epochs=40, n_threads=1)
     assert result.chance == 0.5
     assert result.scores["cnn"] > 0.8
     assert result.scores["cnn"] > result.scores["cnn_shuffled"] + 0.15

@@ -224,6 +224,10 @@ def rrr_cross_validate(
     x_mean = X.mean(axis=0)
     basis = _pca_basis(X - x_mean, n_components)
     max_rank = int(min(ranks.max(), Y.shape[1], basis[0].shape[1]))
+    # A rank above min(targets, components) is the same model as that maximum: drop it.
+    ranks = ranks[ranks <= max_rank]
+    if len(ranks) == 0:
+        raise ValueError(f"all ranks exceed the largest possible rank {max_rank} (targets × stimulus components)")
     Z_all = (X - x_mean) @ basis[0]
     ZtY_all = Z_all.T @ Y
     out = np.zeros((len(alphas), n_splits, len(ranks)))
@@ -241,8 +245,7 @@ def rrr_cross_validate(
             yw = Y_te @ filters
             # SSE_r = ‖Y‖² − 2 Σ_j⩽r ⟨Y w_j, a_j⟩ + Σ_j⩽r ‖a_j‖², since the filters are orthonormal.
             sse = sst - np.cumsum(2 * (yw * A).sum(axis=0) - (A ** 2).sum(axis=0))
-            padded = np.concatenate([sse, np.full(max(ranks.max() - max_rank, 0), sse[-1])])
-            out[a, f] = 1 - padded[ranks - 1] / sst
+            out[a, f] = 1 - sse[ranks - 1] / sst
     return _CVResult(out, ranks, np.asarray(alphas, dtype=float), basis)
 
 
@@ -331,7 +334,7 @@ def receptive_fields(
     *,
     features: str = "pixels",
     tiers: Sequence[str] = ("train", "validation"),
-    ranks: Sequence[int] = (1, 2, 3, 5, 8, 12, 16, 24, 32, 48, 64),
+    ranks: Sequence[int] = (1, 2, 3, 5, 8, 12, 16, 24, 32, 48, 64, 96, 128),
     alphas: Sequence[float] = (0.1, 1.0, 10.0),
     n_splits: int = 5,
     n_components: int | None = 500,
@@ -395,6 +398,8 @@ def receptive_fields(
             a_best, r_best = np.unravel_index(np.argmax(mean), mean.shape)
             rank = int(cv.ranks[r_best])
         else:
+            if int(rank) not in cv.ranks:
+                raise ValueError(f"rank={rank} exceeds the largest possible rank {int(cv.ranks.max())}")
             a_best = int(np.argmax(mean[:, list(cv.ranks).index(int(rank))]))
         alpha = float(cv.alphas[a_best])
         model = ReducedRankRegression(rank=int(rank), alpha=alpha, n_components=n_components)._fit(X, Y, cv.basis)

@@ -13,8 +13,9 @@ kept in one fold.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import xarray as xr
@@ -164,6 +165,24 @@ class GridCNNDecoder(BaseEstimator, ClassifierMixin):
         return self.classes_[logits.argmax(dim=1).numpy()]
 
 
+@contextlib.contextmanager
+def _limited_threads(n_threads: int | None) -> Iterator[None]:
+    """Temporarily cap torch's intra-op threads and BLAS/OpenMP threads (None: no change)."""
+    if n_threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        with threadpool_limits(int(n_threads)):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass(frozen=True)
 class SpatialDecoding:
     """Balanced accuracy of each decoder (mean over folds, per-fold scores) and the grid used."""
@@ -184,6 +203,7 @@ def spatial_decoding(
     epochs: int = 30,
     channels: int = 16,
     max_trials: int | None = None,
+    n_threads: int | None = None,
     random_state: int | None = 0,
 ) -> SpatialDecoding:
     """Compare a CNN on the cortical-position grid with position-blind decoders of the category.
@@ -203,6 +223,9 @@ def spatial_decoding(
         CNN training length and width.
     max_trials : int, optional
         Use a random subset of this many trials (to bound run time).
+    n_threads : int, optional
+        Limit torch and BLAS threads while fitting (multithreading slows down many-fold on an
+        oversubscribed machine); None keeps the libraries' defaults.
     random_state : int, optional
 
     Returns
@@ -218,12 +241,13 @@ def spatial_decoding(
     grids = {"cnn": grid.to_grid(X), "cnn_shuffled": grid.shuffled(random_state).to_grid(X)}
     cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
     fold_scores: dict[str, list[float]] = {"cnn": [], "cnn_shuffled": [], "logistic": []}
-    for train, test in cv.split(X, y, groups):
-        for name, G in grids.items():
-            model = GridCNNDecoder(channels=channels, epochs=epochs, random_state=random_state).fit(G[train], y[train])
-            fold_scores[name].append(balanced_accuracy_score(y[test], model.predict(G[test])))
-        linear = make_decoder("logistic", random_state=random_state).fit(X[train], y[train])
-        fold_scores["logistic"].append(balanced_accuracy_score(y[test], linear.predict(X[test])))
+    with _limited_threads(n_threads):
+        for train, test in cv.split(X, y, groups):
+            for name, G in grids.items():
+                model = GridCNNDecoder(channels=channels, epochs=epochs, random_state=random_state).fit(G[train], y[train])
+                fold_scores[name].append(balanced_accuracy_score(y[test], model.predict(G[test])))
+            linear = make_decoder("logistic", random_state=random_state).fit(X[train], y[train])
+            fold_scores["logistic"].append(balanced_accuracy_score(y[test], linear.predict(X[test])))
     occupied = len(np.unique(np.ravel_multi_index((grid.plane, grid.row, grid.col), grid.shape)))
     return SpatialDecoding({k: float(np.mean(v)) for k, v in fold_scores.items()},
                            {k: np.asarray(v) for k, v in fold_scores.items()},

@@ -111,7 +111,8 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         ``seconds``); ``best_epoch``, ``best_val_corr``, ``lr_decays``, ``stopped`` (reason),
         ``train_seconds`` (wall, training steps only), ``cpu_seconds`` (process CPU time of the
         whole loop: the wall time an unshared machine would need at one thread),
-        ``images_per_second`` (forward + backward, wall), ``n_train``, ``n_val``,
+        ``images_per_second`` (forward + backward, wall), ``images_per_cpu_second`` (the same per
+        second of process CPU time: the rate of an unshared machine), ``n_train``, ``n_val``,
         ``validation_source``, ``n_masked``, ``device``.
     """
     device = resolve_device(config.device)
@@ -130,13 +131,14 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         "n_masked": data.n_masked, "device": str(device),
     }
     best_epoch, since_best, decays, lr = 0, 0, 0, config.lr
-    train_seconds, images_seen = 0.0, 0
+    train_seconds, train_cpu_seconds, images_seen = 0.0, 0.0, 0
     cpu_start = time.process_time()
     stopped = "max_epochs"
     bar = tqdm(range(1, config.max_epochs + 1), desc="training", disable=not config.progress, leave=False)
     for epoch in bar:
         network.train()
         start = time.perf_counter()
+        cpu_epoch = time.process_time()
         order = torch.randperm(n_train, generator=generator)
         total = 0.0
         for first in range(0, n_train, batch):
@@ -153,6 +155,7 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
             total += float(loss.detach())
             images_seen += len(idx)
         train_seconds += time.perf_counter() - start
+        train_cpu_seconds += time.process_time() - cpu_epoch
         corr = validation_correlation(network, data, device, config.channels_last)
         history["epochs"].append({"epoch": epoch, "loss": total, "val_corr": corr, "lr": lr,
                                   "seconds": time.perf_counter() - start})
@@ -181,5 +184,6 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     network.eval()
     history.update(best_epoch=best_epoch, best_val_corr=best, lr_decays=decays, stopped=stopped,
                    train_seconds=train_seconds, images_per_second=images_seen / max(train_seconds, 1e-9),
-                   cpu_seconds=time.process_time() - cpu_start)
+                   cpu_seconds=time.process_time() - cpu_start,
+                   images_per_cpu_second=images_seen / max(train_cpu_seconds, 1e-9))
     return history
