@@ -142,7 +142,9 @@ def make_decoder(model: str = "logistic", selection: str | None = None, n_featur
     classifiers = {
         "logistic": lambda: LogisticRegression(C=0.1, max_iter=2000, class_weight=weight),
         "forest": lambda: RandomForestClassifier(200, min_samples_leaf=2, class_weight=weight, n_jobs=1, random_state=random_state),
-        "boosting": lambda: HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight=weight,
+        # Feature subsampling per split keeps boosting on 1,000+ neurons × many classes tractable.
+        "boosting": lambda: HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                                           max_features=0.2, class_weight=weight,
                                                            early_stopping=False, random_state=random_state),
         "mlp": lambda: MLPClassifier((128,), alpha=1e-2, max_iter=500, early_stopping=True, random_state=random_state),
     }
