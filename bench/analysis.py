@@ -40,7 +40,8 @@ def timed(name: str, fn: Callable[[], Any], record: dict, summary: Callable[[Any
     start = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - start
-    entry: dict[str, Any] = {"seconds": round(seconds, 2), "load_before": [round(x, 2) for x in load]}
+    entry: dict[str, Any] = {"seconds": round(seconds, 2), "load_before": [round(x, 2) for x in load],
+                             "load_after": [round(x, 2) for x in os.getloadavg()]}
     if memory:
         entry["peak_numpy_gb"] = round(tracemalloc.get_traced_memory()[1] / 1e9, 3)
         tracemalloc.stop()
@@ -52,7 +53,7 @@ def timed(name: str, fn: Callable[[], Any], record: dict, summary: Callable[[Any
     return out
 
 
-def default_twin(record: dict) -> None:
+def default_twin(record: dict, threads: int) -> None:
     import v1nb.analysis as A
     from v1nb.data import twin
 
@@ -63,7 +64,7 @@ def default_twin(record: dict) -> None:
     spont = ds["responses"].values[ds["tier"].values.astype(str) == "spontaneous"]
     for method in ("graph", "twonn", "correlation"):
         timed(f"dimension_{method}_stimulus", lambda: A.intrinsic_dimension(np.sqrt(test), method), record,
-              lambda r: {"dimension": r.dimension})
+              lambda r: {"dimension": r.dimension, "goodness_of_fit": r.goodness_of_fit})
     timed("dimension_graph_spontaneous", lambda: A.intrinsic_dimension(np.sqrt(spont), "graph"), record,
           lambda r: {"dimension": r.dimension})
     for method in ("rrr", "rwa"):
@@ -72,12 +73,18 @@ def default_twin(record: dict) -> None:
                          float(r["explained_variance"].max()) if "explained_variance" in r else None})
     timed("identify", lambda: A.identify(ds), record, lambda r: {"accuracy": r.accuracy, "chance": r.chance})
     for model in ("logistic", "forest", "boosting", "mlp"):
-        timed(f"decode_category_{model}", lambda: A.decode_category(ds, model=model), record,
-              lambda r: {"balanced_accuracy": r.balanced_accuracy, "chance": r.chance})
+        timed(f"decode_category_{model}", lambda: A.decode_category(ds, model=model, n_threads=threads), record,
+              lambda r: {"balanced_accuracy": r.balanced_accuracy, "ci": list(r.ci), "chance": r.chance,
+                         "n_splits": r.details["n_splits"], "threads": threads})
+    # Why the analyses default to one thread: the same fit with two BLAS/OpenMP threads.
+    timed("decode_category_logistic_2_threads", lambda: A.decode_category(ds, model="logistic", n_threads=2), record,
+          lambda r: {"balanced_accuracy": r.balanced_accuracy, "threads": 2})
     for method in ("kmeans", "bicluster"):
         timed(f"cluster_{method}", lambda: A.cluster_responses(ds, 10, method), record,
               lambda r: {"agreement": r.agreement, "chance": r.chance, "ari": r.ari})
-    timed("spatial_decoding", lambda: A.spatial_decoding(ds), record, lambda r: {"scores": r.scores, "chance": r.chance})
+    # The settings of book/population/spatial.ipynb (3,000 of the 5,500 trials, 15 epochs).
+    timed("spatial_decoding", lambda: A.spatial_decoding(ds, max_trials=3000, n_threads=threads), record,
+          lambda r: {"scores": r.scores, "chance": r.chance, "max_trials": 3000, "epochs": 15})
 
 
 def large_twin(record: dict) -> None:
@@ -104,11 +111,12 @@ def main() -> None:
     record: dict[str, Any] = {}
     with threadpool_limits(threads):
         if "--skip-default" not in sys.argv:
-            default_twin(record)
+            default_twin(record, threads)
         if "--skip-large" not in sys.argv:
             large_twin(record)
     # A partial run (--skip-*) updates its own entries and keeps the others' last measurements.
-    previous = json.loads(RESULTS.read_text()).get("results", {}) if RESULTS.is_file() else {}
+    partial = any(a.startswith("--skip") for a in sys.argv[1:])
+    previous = json.loads(RESULTS.read_text()).get("results", {}) if partial and RESULTS.is_file() else {}
     write_json(RESULTS, provenance(benchmark="analysis", results={**previous, **record}, cpu_count=os.cpu_count(),
                                    threads=threads, argv=sys.argv[1:]))
     print(f"wrote {RESULTS}")

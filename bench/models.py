@@ -89,7 +89,7 @@ def main() -> None:
         core, readout = name.split("+")
         rss_before = peak_rss_mb()
         # cached fits keep the history (timings) of the run that trained them; "cached" says which
-        model = fit(ds, core, readout, seed=0, progress=False, **extra)
+        model = fit(ds, core, readout, seed=0, progress=False, num_threads=args.threads, **extra)
         result = score(model, ds)
         result["cached"] = model.history_.get("cached")
         result["peak_rss_mb"] = peak_rss_mb()
@@ -109,7 +109,8 @@ def main() -> None:
     if "curve" in args.models:
         n_train = int(((ds["tier"].values == "train") & (ds["image_id"].values >= 0)).sum())
         sizes = sorted({max(50, n_train // 8), n_train // 4, n_train // 2, n_train})
-        curve = learning_curve(ds, sizes, "cnn", "gaussian", seed=0, use_cache=True, progress=False, **extra)
+        curve = learning_curve(ds, sizes, "cnn", "gaussian", seed=0, use_cache=True, progress=False,
+                               num_threads=args.threads, **extra)
         out["learning_curve"] = {k: curve[k].values.tolist() for k in curve.data_vars} | {
             "n_train": curve["n_train"].values.tolist()}
         print("learning curve:", out["learning_curve"], flush=True)

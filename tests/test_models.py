@@ -261,3 +261,19 @@ def test_rotation_invariant_embedding_ignores_cyclic_shifts():
         rotation_invariant(inv)
     proj = project_2d(xr.DataArray(rng.normal(size=(20, 5)), dims=("neuron", "feature")))
     assert proj.shape == (20, 2)
+
+
+def test_learning_curve_subsets_and_shares_the_full_fit(ds, tmp_path):
+    from v1nb.models.curves import learning_curve, subsample_train
+
+    n_train = int((ds["tier"].values == "train").sum())
+    half = subsample_train(ds, n_train // 2, seed=0)
+    assert int((half["tier"].values == "train").sum()) == n_train // 2
+    assert (half["tier"].values == "test").sum() == (ds["tier"].values == "test").sum()
+    assert subsample_train(ds, n_train) is ds  # the full size is the dataset itself (shared cache key)
+    with pytest.raises(ValueError, match="n_images"):
+        subsample_train(ds, n_train + 1)
+    curve = learning_curve(ds, [n_train // 2, n_train], cache_dir=tmp_path, **FAST)
+    assert curve.sizes["n_train"] == 2 and np.isfinite(curve["mean_feve"]).all()
+    full = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    assert full.history_["cached"]  # the curve's full-size point is the plain fit

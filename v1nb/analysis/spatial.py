@@ -200,10 +200,10 @@ def spatial_decoding(
     bin_um: float = 32.0,
     tiers: Sequence[str] = ("train", "validation", "test"),
     n_splits: int = 3,
-    epochs: int = 30,
+    epochs: int = 15,
     channels: int = 16,
     max_trials: int | None = None,
-    n_threads: int | None = None,
+    n_threads: int | None = 1,
     random_state: int | None = 0,
 ) -> SpatialDecoding:
     """Compare a CNN on the cortical-position grid with position-blind decoders of the category.
@@ -224,8 +224,9 @@ def spatial_decoding(
     max_trials : int, optional
         Use a random subset of this many trials (to bound run time).
     n_threads : int, optional
-        Limit torch and BLAS threads while fitting (multithreading slows down many-fold on an
-        oversubscribed machine); None keeps the libraries' defaults.
+        torch and BLAS threads while fitting; None keeps the libraries' defaults. Default 1:
+        on a shared 2-core machine multithreaded torch/BLAS ran several times slower than one
+        thread (see :func:`v1nb.analysis.decode_category` and bench/analysis.py).
     random_state : int, optional
 
     Returns

@@ -80,8 +80,10 @@ class LDMGI(SpectralDiscretizerMixin):
         (Yu & Shi 2003). k-means is the default: on digits it is the more accurate of the two
         (LDMGI 0.89 vs 0.82, SEC 0.85 vs 0.81), notably when a small graph component takes one
         eigenvector to itself.
-    n_init : int, default=10
-        Restarts of the discretisation.
+    n_init : int, default=50
+        Restarts of the discretisation. Many restarts make the labels robust to the last-bit
+        differences that BLAS thread counts introduce in the eigenvectors (with 10, digits ACC
+        moved between 0.82 and 0.89 with the thread count); they cost little next to the graph.
     on_disconnected : {"warn", "raise", "ignore"}, default="warn"
         What to do when the clique graph has more components than ``n_clusters``.
     random_state : int, RandomState or None
@@ -101,7 +103,7 @@ class LDMGI(SpectralDiscretizerMixin):
     """
 
     def __init__(self, n_clusters: int = 8, n_neighbors: int = 5, lam: float = 1e-2,
-                 discretization: str = "kmeans", n_init: int = 10,
+                 discretization: str = "kmeans", n_init: int = 50,
                  on_disconnected: str = "warn", random_state=None):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors

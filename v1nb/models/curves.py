@@ -13,6 +13,9 @@ from v1nb.data.views import select_tier
 def subsample_train(ds: xr.Dataset, n_images: int, seed: int = 0) -> xr.Dataset:
     """``ds`` with only ``n_images`` randomly chosen training images (other tiers unchanged).
 
+    ``n_images`` equal to the number of training images returns ``ds`` unchanged (same cache key
+    as a plain :func:`~v1nb.models.fit` of ``ds``).
+
     Raises
     ------
     ValueError
@@ -23,6 +26,8 @@ def subsample_train(ds: xr.Dataset, n_images: int, seed: int = 0) -> xr.Dataset:
     if not 0 < n_images <= len(ids):
         raise ValueError(f"n_images={n_images} must be in 1..{len(ids)} (training images of "
                          f"{ds.attrs.get('source', 'the dataset')!r})")
+    if n_images == len(ids):  # the dataset itself, so the full-size fit shares the cache with other fits
+        return ds
     keep_ids = np.random.default_rng(seed).choice(ids, n_images, replace=False)
     keep = ~train | np.isin(ds["image_id"].values, keep_ids)
     out = ds.isel(trial=np.flatnonzero(keep))

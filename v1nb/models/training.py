@@ -3,7 +3,8 @@
 The reference schedule (Sinz-lab "standard trainer"): the loss is the Poisson negative
 log-likelihood ``ŷ − y log(ŷ + 1e-8)`` summed over the batch and neurons and scaled by
 ``√(N_train / B)``, plus the core and readout penalties. After every epoch the mean
-single-trial correlation on the validation trials is computed; when it has not improved for
+single-trial correlation on the validation trials is computed; when it has not improved by more
+than ``tolerance`` for
 ``patience`` epochs the best weights are restored and the learning rate is multiplied by
 ``lr_decay_factor``; after ``max_lr_decays`` decays the next plateau ends training (with the best
 weights restored).
@@ -130,7 +131,7 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         "n_train": n_train, "n_val": len(data.val_images), "validation_source": data.validation_source,
         "n_masked": data.n_masked, "device": str(device),
     }
-    best_epoch, since_best, decays, lr = 0, 0, 0, config.lr
+    best_epoch, since_best, decays, lr, reference = 0, 0, 0, config.lr, best
     train_seconds, train_cpu_seconds, images_seen = 0.0, 0.0, 0
     cpu_start = time.process_time()
     stopped = "max_epochs"
@@ -163,9 +164,11 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         if not math.isfinite(total):
             stopped = "diverged"
             break
-        if corr > best + config.tolerance:
-            best, best_epoch, since_best = corr, epoch, 0
+        if corr > best:  # the weights to restore: the best seen, however small the gain
+            best, best_epoch = corr, epoch
             best_state = copy.deepcopy(network.state_dict())
+        if corr > reference + config.tolerance:  # progress that counts against the plateau
+            reference, since_best = corr, 0
             continue
         since_best += 1
         if since_best < config.patience:
