@@ -9,6 +9,7 @@ Run:  .venv/bin/python bench/cluster_digits.py     (→ bench/results/cluster_di
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -50,8 +51,13 @@ def main(methods=tuple(METHODS)) -> dict:
             runs.append(row)
             print(f"{name:9s} seed {seed}: acc {row['acc']:.3f}  nmi {row['nmi']:.3f}  "
                   f"ari {row['ari']:.3f}  ({dt:.1f} s)", flush=True)
+    # A run of some methods updates their entries and keeps the others' from the last full run.
+    path = Path(__file__).parent / "results" / "cluster_digits.json"
+    if path.exists():
+        kept = [x for x in json.loads(path.read_text()).get("runs", []) if x["method"] not in methods]
+        runs = kept + runs
     summary = {}
-    for name in methods:
+    for name in dict.fromkeys(x["method"] for x in runs):
         r = [x for x in runs if x["method"] == name]
         summary[name] = {m: {"median": float(np.median([x[m] for x in r])),
                              "min": float(np.min([x[m] for x in r])),
@@ -66,7 +72,7 @@ def main(methods=tuple(METHODS)) -> dict:
                params={k: v for k, v in METHODS.items()}, runs=runs, summary=summary,
                loadavg_before=load_before, loadavg_after=os.getloadavg(),
                provenance=provenance(script="bench/cluster_digits.py"))
-    write_json(Path(__file__).parent / "results" / "cluster_digits.json", out)
+    write_json(path, out)
     return out
 
 
