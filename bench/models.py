@@ -6,8 +6,11 @@ single-trial correlation against the ground-truth ceiling (the twin's rates scor
 metrics), parameter counts, training time to early stopping, training throughput (images/s,
 forward + backward) and peak memory; plus a learning curve (training images vs FEVE) for the CNN.
 
-Usage: .venv/bin/python bench/models.py [--profile default] [--threads 1] [--quick]
-Writes bench/results/models.json.
+Usage: .venv/bin/python bench/models.py [--profile default] [--threads 1] [--quick] [--models ...] [--tag T]
+Writes bench/results/models<_quick><_T>.json (e.g. run ``--models cnn+gaussian ln+gaussian --tag cnn_ln``,
+``--models rotation+gaussian cnn+factorized --tag rotation_factorized`` and ``--models curve --tag
+curve`` as three processes; the curve's full-size point is the cached CNN fit). Fits are cached
+(``V1NB_CACHE``): a cached fit reports the timings of the run that trained it (``"cached": true``).
 """
 
 from __future__ import annotations
