@@ -7,7 +7,6 @@ references.bib and back-matter pages, so these tests also check that configurati
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,8 @@ import pytest
 from v1nb.book import BookBuildError, PARAMETERS_MARKER, build_book, chapter_overrides, parameters_markdown, stage
 from v1nb.chapters import Chapter, ParameterError, book_chapters
 
-TINYBOOK = Path(__file__).parent / "data" / "tinybook"
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def book(tmp_path: Path) -> Path:
-    root = tmp_path / "book_root"
-    shutil.copytree(TINYBOOK, root)
-    for name in ("_config.yml", "references.bib"):
-        shutil.copy(REPO / name, root / name)
-    for name in ("reproducibility.md", "references.md"):
-        shutil.copy(REPO / "book" / name, root / "book" / name)
-    return root
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,9 @@ from typer.testing import CliRunner
 
 from v1nb.cli import app
 
-TINYBOOK = Path(__file__).parent / "data" / "tinybook"
-REPO = Path(__file__).resolve().parents[1]
 
 cli = CliRunner()
 
-
-@pytest.fixture
-def book(tmp_path: Path) -> Path:
-    root = tmp_path / "book_root"
-    shutil.copytree(TINYBOOK, root)
-    for name in ("reproducibility.md", "references.md"):
-        shutil.copy(REPO / "book" / name, root / "book" / name)
-    return root
 
 
 def test_list_shows_chapters_parameters_defaults_and_help(book: Path) -> None:

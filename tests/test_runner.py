@@ -7,7 +7,6 @@ them, reports their mean; ``fail=True`` makes cell 3 raise).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -17,18 +16,7 @@ import pytest
 from v1nb.chapters import Chapter, ChapterError, ParameterError, book_chapters, find_chapter, read_parameters
 from v1nb.runner import ChapterFailed, cached_run, default_run_folder, parameters_hash, run_chapter
 
-TINYBOOK = Path(__file__).parent / "data" / "tinybook"
-REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def book(tmp_path: Path) -> Path:
-    """A copy of the tiny book (so runs land in tmp_path)."""
-    root = tmp_path / "book_root"
-    shutil.copytree(TINYBOOK, root)
-    for name in ("reproducibility.md", "references.md"):
-        shutil.copy(REPO / "book" / name, root / "book" / name)
-    return root
 
 
 @pytest.fixture
