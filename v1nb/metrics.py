@@ -139,14 +139,14 @@ def _check_pair(responses: xr.DataArray, predictions: xr.DataArray | np.ndarray)
     return responses, pred
 
 
-def _warn_masked(values: np.ndarray, name: str = "responses") -> None:
+def _warn_masked(values: np.ndarray, name: str = "responses", stacklevel: int = 3) -> None:
     n_nan = int(np.isnan(values).sum())
     if n_nan:
         n_neurons = int(np.isnan(values).any(0).sum())
         warnings.warn(
             f"{name} contain {n_nan} NaN values ({n_nan / values.size:.2%}) in {n_neurons} neurons; "
             "they are masked (each neuron is scored on the trials where it was measured)",
-            MetricWarning, stacklevel=3,
+            MetricWarning, stacklevel=stacklevel,
         )
 
 
@@ -180,7 +180,7 @@ def _padded(values: np.ndarray, keys: np.ndarray, min_count: int = 1) -> np.ndar
     return out[counts >= min_count]
 
 
-def _repeated(responses: xr.DataArray, values: np.ndarray, metric: str) -> np.ndarray | None:
+def _repeated(responses: xr.DataArray, values: np.ndarray, metric: str, stacklevel: int = 3) -> np.ndarray | None:
     """The (image, repeat, neuron) array of images with ≥ 2 presentations, or None (+ warning)."""
     keys = _group_keys(responses)
     if keys is None:
@@ -192,8 +192,16 @@ def _repeated(responses: xr.DataArray, values: np.ndarray, metric: str) -> np.nd
         if len(grid):
             return grid
         reason = "no image is shown at least twice (no test tier, or trial-averaged data)"
-    warnings.warn(f"{metric} needs repeated presentations but {reason}: reported as NaN", MetricWarning, stacklevel=3)
+    warnings.warn(f"{metric} needs repeated presentations but {reason}: reported as NaN", MetricWarning, stacklevel=stacklevel)
     return None
+
+
+def _response_grid(responses: xr.DataArray, metric: str) -> tuple[xr.DataArray, np.ndarray, np.ndarray | None]:
+    """Checked responses, their float64 values (NaNs warned about) and their repeat grid."""
+    responses = _check_responses(responses)
+    y = responses.values.astype(np.float64)
+    _warn_masked(y, stacklevel=4)
+    return responses, y, _repeated(responses, y, metric, stacklevel=4)
 
 
 def _out(values: np.ndarray, responses: xr.DataArray, name: str) -> xr.DataArray:
@@ -294,10 +302,7 @@ def fev(responses: xr.DataArray) -> xr.DataArray:
     -------
     DataArray (neuron,)
     """
-    responses = _check_responses(responses)
-    y = responses.values.astype(np.float64)
-    _warn_masked(y)
-    grid = _repeated(responses, y, "FEV")
+    responses, y, grid = _response_grid(responses, "FEV")
     return _out(np.full(y.shape[1], np.nan) if grid is None else _fev(grid), responses, "fev")
 
 
@@ -347,10 +352,7 @@ def oracle_correlation(responses: xr.DataArray) -> xr.DataArray:
     -------
     DataArray (neuron,) — NaN without repeats.
     """
-    responses = _check_responses(responses)
-    y = responses.values.astype(np.float64)
-    _warn_masked(y)
-    grid = _repeated(responses, y, "oracle correlation")
+    responses, y, grid = _response_grid(responses, "oracle correlation")
     return _out(np.full(y.shape[1], np.nan) if grid is None else _oracle(grid), responses, "oracle_correlation")
 
 
@@ -376,10 +378,7 @@ def snr(responses: xr.DataArray) -> xr.DataArray:
     -------
     DataArray (neuron,)
     """
-    responses = _check_responses(responses)
-    y = responses.values.astype(np.float64)
-    _warn_masked(y)
-    grid = _repeated(responses, y, "SNR")
+    responses, y, grid = _response_grid(responses, "SNR")
     if grid is None:
         return _out(np.full(y.shape[1], np.nan), responses, "snr")
     values, negative = _snr(grid)
