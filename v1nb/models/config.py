@@ -55,6 +55,7 @@ class ModelConfig:
     rotations: int = 8  # number of orientations R
     rotation_features: int = 2  # feature maps per orientation F (channels = R * F = 16, as many as the CNN's, so the
     #                              readout is the same size and the model has fewer parameters in total)
+    rotation_hidden_features: int = 0  # feature maps per orientation in layers 1..L-1 (0 = rotation_features)
     basis_order: int = 3  # highest total order of the 2-D Hermite basis
     # --- readout -----------------------------------------------------------------------------
     gamma_readout: float = 0.0076  # L1 weight on readout features (gaussian) / mask×features (factorized)
@@ -124,7 +125,7 @@ def _check_ranges(c: ModelConfig) -> None:
         if getattr(c, name) % 2 == 0:
             raise ValueError(f"model setting {name}={getattr(c, name)} must be odd (centred filters)")
     for name in ("gamma_input", "gamma_hidden", "gamma_readout", "init_sigma", "max_lr_decays", "basis_order",
-                 "num_threads"):
+                 "num_threads", "rotation_hidden_features"):
         if getattr(c, name) < 0:
             raise ValueError(f"model setting {name}={getattr(c, name)!r} must be ≥ 0")
     if not 0 < c.init_mu_range <= 1:

@@ -54,7 +54,8 @@ def build_core(core: str, config: ModelConfig) -> nn.Module:
     if core == "rotation":
         return RotationEquivariantCore(c.layers, c.rotation_features, c.rotations, c.input_kernel,
                                        c.hidden_kernel, c.basis_order, padding=c.padding,
-                                       gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden)
+                                       gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden,
+                                       hidden_features=c.rotation_hidden_features)
     raise ValueError(f"core={core!r} is not one of ('cnn', 'rotation', 'ln')")
 
 

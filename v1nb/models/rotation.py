@@ -111,7 +111,11 @@ class RotationEquivariantCore(nn.Module):
     ----------
     layers : int
     rotation_features : int
-        Features per orientation ``F``; the core outputs ``R · F`` channels.
+        Features per orientation ``F`` of the last layer; the core outputs ``R · F`` channels
+        (the readout's feature vector per neuron has this length).
+    hidden_features : int, optional
+        Features per orientation of layers 1..L−1 (default: ``rotation_features``). Wider hidden
+        layers add capacity without lengthening the readout, whose size dominates the model.
     rotations : int
         ``R``; a multiple of 4 makes 90° rotations exact.
     input_kernel, hidden_kernel : int (odd)
@@ -129,10 +133,13 @@ class RotationEquivariantCore(nn.Module):
 
     def __init__(self, layers: int = 3, rotation_features: int = 8, rotations: int = 8,
                  input_kernel: int = 9, hidden_kernel: int = 5, basis_order: int = 3,
-                 padding: bool = False, gamma_input: float = 6.4, gamma_hidden: float = 0.0):
+                 padding: bool = False, gamma_input: float = 6.4, gamma_hidden: float = 0.0,
+                 hidden_features: int | None = None):
         super().__init__()
         self.rotations = rotations
         self.features = rotation_features
+        hidden = rotation_features if not hidden_features else hidden_features
+        widths = [hidden] * (layers - 1) + [rotation_features]  # features per orientation, per layer
         self.out_channels = rotations * rotation_features
         self.gamma_input = gamma_input
         self.gamma_hidden = gamma_hidden
@@ -144,18 +151,18 @@ class RotationEquivariantCore(nn.Module):
             basis = hermite_basis(k, min(basis_order, k - 1), rotations)
             self.register_buffer(f"basis{layer}", basis)
             n_basis = basis.shape[1]
-            in_shape = (1,) if layer == 0 else (rotations, rotation_features)
+            in_shape = (1,) if layer == 0 else (rotations, widths[layer - 1])
             fan_in = n_basis * int(np.prod(in_shape))
-            coef = torch.randn(rotation_features, *in_shape, n_basis) * math.sqrt(2.0 / fan_in)
+            coef = torch.randn(widths[layer], *in_shape, n_basis) * math.sqrt(2.0 / fan_in)
             self.coefficients.append(nn.Parameter(coef))
-            self.norms.append(_SharedBatchNorm(rotations, rotation_features))
+            self.norms.append(_SharedBatchNorm(rotations, widths[layer]))
             self.paddings.append(k // 2 if padding else 0)
 
     def weight(self, layer: int) -> torch.Tensor:
         """The full filter bank of one layer, ``(R·F_out, C_in, k, k)`` with ``C_in`` = 1 or ``R·F``."""
         basis = getattr(self, f"basis{layer}")  # (R, K, k, k)
         coef = self.coefficients[layer]
-        R, F_out = self.rotations, self.features
+        R, F_out = self.rotations, coef.shape[0]
         if layer == 0:
             w = torch.einsum("oik,rkyx->roiyx", coef, basis)  # (R, F, 1, k, k)
             return w.reshape(R * F_out, 1, *basis.shape[-2:])
