@@ -53,12 +53,13 @@ class Report:
     def value(self, name: str, value: Any, fmt: str | None = None) -> Any:
         """Record a number (or short text) under ``name`` and glue it for the book's prose.
 
-        ``fmt`` (e.g. ``"{:.2f}"``) sets how it reads in the text; the raw value goes to
-        ``results.json``. Returns ``value`` so calls can be inlined.
+        ``fmt`` (e.g. ``"{:.2f}"``) sets how a number reads in the text (text values are glued
+        as they are); the raw value goes to ``results.json``. Returns ``value`` so calls can be
+        inlined.
         """
         raw = value.item() if isinstance(value, np.generic) else value
         self.values[name] = raw
-        text = fmt.format(raw) if fmt else str(raw)
+        text = fmt.format(raw) if fmt and not isinstance(raw, str) else str(raw)
         try:
             from myst_nb import glue
 
