@@ -30,6 +30,7 @@ cache       models on disk keyed by data + config + seed + versions
 fit         the cached entry point
 curves      learning curves (training-set size vs test performance)
 embeddings  flattening, rotation-invariant features, 2-D projection of embeddings
+baselines   reference points: ridge regression on pixels, shuffled-image chance level
 
 CPU threads: on a machine shared by several processes, torch's default thread count can make
 training many times slower (threads spin waiting for each other); pass ``num_threads=1``.
