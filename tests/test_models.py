@@ -277,3 +277,14 @@ def test_learning_curve_subsets_and_shares_the_full_fit(ds, tmp_path):
     assert curve.sizes["n_train"] == 2 and np.isfinite(curve["mean_feve"]).all()
     full = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
     assert full.history_["cached"]  # the curve's full-size point is the plain fit
+
+
+def test_cache_key_changes_with_the_model_code(ds, monkeypatch):
+    from v1nb.models import cache
+
+    config = make_config().to_dict()
+    before = cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu")
+    assert before == cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu")
+    assert len(cache.code_fingerprint()) == 64
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "edited source")
+    assert cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu") != before

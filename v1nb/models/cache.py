@@ -3,9 +3,10 @@
 The key is a SHA-256 of: a fingerprint of the data (the bytes of responses, images, trial
 coordinates and neuron coordinates — stronger than the provenance record, which carries a
 creation time), the core and readout names, the full config (except the progress-bar switch),
-the seed, the resolved device type, and the versions of v1nb and torch. The progress bar and
-the CPU thread count are left out: a fit made with one thread serves a request with two. Anything else that changes
-a fit changes one of these.
+the seed, the resolved device type, the versions of v1nb and torch, and a hash of the source of
+``v1nb.models`` (so that editing the model code — not only releasing a new version — retrains).
+The progress bar and the CPU thread count are left out: a fit made with one thread serves a
+request with two. Anything else that changes a fit changes one of these.
 
 Entries are written atomically (:func:`v1nb.io.atomic_path`). Reading checks the file's own key and
 structure; a file that cannot be read or does not match is reported with a :class:`CacheWarning`
@@ -17,6 +18,7 @@ The folder is ``$V1NB_CACHE`` when set, else ``.cache/models`` under the reposit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -74,13 +76,23 @@ def data_fingerprint(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of the source files of ``v1nb.models`` (names and contents, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(ds: xr.Dataset, core: str, readout: str, seed: int, config: dict[str, Any], device: str) -> str:
     """The SHA-256 key of one fit (see the module docstring)."""
     settings = {k: v for k, v in config.items() if k not in RUNTIME_SETTINGS}
     v = versions()
     record = {"data": data_fingerprint(ds), "core": core, "readout": readout, "seed": seed,
               "config": settings, "device": device, "v1nb": v.get("v1nb"), "torch": v.get("torch"),
-              "format": FORMAT_VERSION}
+              "format": FORMAT_VERSION, "code": code_fingerprint()}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
