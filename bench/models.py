@@ -6,11 +6,11 @@ single-trial correlation against the ground-truth ceiling (the twin's rates scor
 metrics), parameter counts, training time to early stopping, training throughput (images/s,
 forward + backward) and peak memory; plus a learning curve (training images vs FEVE) for the CNN.
 
-Usage: .venv/bin/python bench/models.py [--profile default] [--threads 1] [--quick] [--models ...] [--tag T]
+Usage: .venv/bin/python bench/models.py [--profile default] [--threads 1] [--quick] [--models ...] [--tag T] [--set NAME VALUE ...]
 Writes bench/results/models<_quick><_T>.json (e.g. run ``--models cnn+gaussian ln+gaussian --tag cnn_ln``,
 ``--models rotation+gaussian cnn+factorized --tag rotation_factorized`` and ``--models curve --tag
 curve`` as three processes; the curve's full-size point is the cached CNN fit). Fits are cached
-(``V1NB_CACHE``): a cached fit reports the timings of the run that trained it (``"cached": true``).
+(``V1NB_CACHE``): a cached fit reports the timings of the run that trained it (``"cached": true``). ``--set rotation_features 2 --set rotation_hidden_features 4 --models rotation+gaussian --tag rotation_small`` times a variant.
 """
 
 from __future__ import annotations
@@ -58,6 +58,18 @@ def score(model, ds) -> dict:
     }
 
 
+def _parse(value: str) -> int | float | bool | str:
+    """A command-line value as the type it reads as (int, float, bool or text)."""
+    if value in ("true", "false"):
+        return value == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def name_of(args: argparse.Namespace) -> str:
     return "models" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
 
@@ -71,11 +83,14 @@ def main() -> None:
                                                          "cnn+factorized", "curve"],
                         help="what to run (run subsets in parallel processes with different --tag)")
     parser.add_argument("--tag", default="", help="suffix of the result file: models<_tag>.json")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override a model setting for every fit, e.g. --set rotation_features 2 (repeatable)")
     args = parser.parse_args()
     profile = "quick" if args.quick else args.profile
     extra = dict(max_epochs=5) if args.quick else {}
+    extra |= {name: _parse(value) for name, value in args.set}  # make_config checks names and types
     torch.set_num_threads(args.threads)
-    out: dict = {"profile": profile, "threads": args.threads, "cpu_count": os.cpu_count(),
+    out: dict = {"profile": profile, "threads": args.threads, "cpu_count": os.cpu_count(), "settings": extra,
                  "loadavg_start": os.getloadavg(), "argv": sys.argv[1:]}
     start = time.perf_counter()
     ds = twin(profile, seed=0)
