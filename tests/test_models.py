@@ -69,11 +69,13 @@ def fitted(ds):
 
 
 # ------------------------------------------------------------------------------ components
-def test_rotation_core_is_exactly_equivariant_to_90_degree_rotations():
+@pytest.mark.parametrize("hidden_features, basis_order", [(None, 3), (5, 5)])
+def test_rotation_core_is_exactly_equivariant_to_90_degree_rotations(hidden_features, basis_order):
     torch.manual_seed(0)
     R = 8
     core = RotationEquivariantCore(layers=3, rotation_features=3, rotations=R, input_kernel=9, hidden_kernel=5,
-                                   basis_order=3).double()
+                                   basis_order=basis_order, hidden_features=hidden_features).double()
+    assert core.out_channels == R * 3
     core.train()
     core(torch.randn(16, 1, 30, 30, dtype=torch.float64))  # non-trivial batch-norm statistics
     core.eval()

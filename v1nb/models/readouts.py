@@ -95,7 +95,7 @@ class GaussianReadout(nn.Module):
         mu = self.mu
         if self.training:
             eps = torch.randn(batch, mu.shape[0], 2, generator=self.generator).to(mu)
-            grid = mu + (self.sigma * eps.unsqueeze(2)).sum(-1)  # Σ_n ε per (b, n)
+            grid = mu + (self.sigma * eps.unsqueeze(2)).sum(-1)  # μ_n + Σ_n ε_bn, Σ_n a 2×2 matrix per neuron
         else:
             grid = mu.expand(batch, -1, -1)
         # contiguous: grid_sample on CPU is ~10x slower with a strided grid (measured)
