@@ -240,10 +240,12 @@ class GraphDistanceDimension(BaseEstimator):
         edges = graph.data[graph.data > 0]
         self.n_points_used_ = n
         self.edge_period_ = float(edges.mean())
+        # the longest kNN edge; a few long edges of outlying points are left out (99th percentile)
+        longest = float(np.quantile(edges, 0.99))
         if self.model == "hypersphere":
             chosen = hyper = self._hypersphere_fit(r)
         else:
-            chosen = self._curvature_fit(r, edges)
+            chosen = self._curvature_fit(r, self.edge_period_, longest)
             try:  # the paper's fit, for comparison only: its failure must not hide the estimate
                 hyper = self._hypersphere_fit(r)
             except ValueError:
@@ -257,7 +259,7 @@ class GraphDistanceDimension(BaseEstimator):
         self.log_amplitude_ = chosen["log_amplitude"]
         self.histogram_, self.bin_centers_, self.fit_mask_ = chosen["histogram"], chosen["centers"], chosen["mask"]
         self.smoothed_histogram_ = chosen.get("smoothed")
-        self.edge_to_r_max_ = float(np.quantile(edges, 0.99) / self.r_max_)
+        self.edge_to_r_max_ = longest / self.r_max_
         return self
 
     def _hypersphere_fit(self, r: np.ndarray) -> dict[str, Any]:
@@ -300,9 +302,11 @@ class GraphDistanceDimension(BaseEstimator):
                 "curvature": np.pi ** 2 / 4, "r_max": float(r_max), "sigma": sigma, "r_min": float(r_min),
                 "log_amplitude": log_peak, "histogram": density, "centers": centers, "mask": mask}
 
-    def _curvature_fit(self, r: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
-        """``log p(r) = a + (D − 1) log sin_κ(r)`` over [longest edge, r_max], comb averaged out."""
-        period = float(edges.mean())
+    def _curvature_fit(self, r: np.ndarray, period: float, longest: float) -> dict[str, Any]:
+        """``log p(r) = a + (D − 1) log sin_κ(r)`` over [longest edge, r_max], comb averaged out.
+
+        ``period``: the mean kNN edge (the comb's tooth spacing); ``longest``: the longest edge.
+        """
         width = period / _BINS_PER_EDGE
         n_fine = int(np.ceil(r.max() / width)) + _BINS_PER_EDGE
         counts, bin_edges = np.histogram(r, bins=n_fine, range=(0.0, n_fine * width))
@@ -319,9 +323,8 @@ class GraphDistanceDimension(BaseEstimator):
             a2, a1, _ = np.polyfit(centers[window], np.log(smoothed[window]), 2)
             if a2 < 0 and abs(-a1 / (2 * a2) - r_max) <= period:
                 r_max = float(-a1 / (2 * a2))
-        # Shorter graph distances are single edges (Euclidean chords); a few long edges of
-        # outlying points are left out of "longest" by taking the 99th percentile.
-        r_min = float(np.quantile(edges, 0.99))
+        # Shorter graph distances are single edges (Euclidean chords).
+        r_min = longest
         mask = (centers >= r_min) & (centers <= r_max) & (smoothed > 0)
         if mask.sum() < 5:
             raise ValueError(

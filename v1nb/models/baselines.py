@@ -19,18 +19,11 @@ import numpy as np
 import xarray as xr
 from sklearn.linear_model import RidgeCV
 
+from v1nb.analysis.receptive_fields import block_average
 from v1nb.data.views import select_tier
 from v1nb.metrics import _check_pair, _correlation_to_average
 
 __all__ = ["pixel_ridge", "chance_correlation_to_average"]
-
-
-def _pooled_pixels(images: np.ndarray, downsample: int) -> np.ndarray:
-    """``(n, H, W)`` → ``(n, (H // d) * (W // d))`` by averaging ``d × d`` blocks."""
-    n, h, w = images.shape
-    h2, w2 = h // downsample, w // downsample
-    blocks = images[:, :h2 * downsample, :w2 * downsample].reshape(n, h2, downsample, w2, downsample)
-    return blocks.mean((2, 4)).reshape(n, -1)
 
 
 def pixel_ridge(ds: xr.Dataset, tier: str = "test", train_tier: str = "train", downsample: int = 2,
@@ -68,7 +61,7 @@ def pixel_ridge(ds: xr.Dataset, tier: str = "test", train_tier: str = "train", d
         raise ValueError(f"pixel_ridge needs at least 3 {train_tier!r} trials with a known image, "
                          f"has {train.sizes['trial']}")
     test = select_tier(ds, tier)
-    pixels = _pooled_pixels(ds["images"].values.astype(np.float64), downsample)
+    pixels = block_average(ds["images"].values.astype(np.float64), downsample).reshape(ds.sizes["image"], -1)
     mean, std = pixels[train["image_id"].values].mean(0), pixels[train["image_id"].values].std() + 1e-12
     X = (pixels - mean) / std
     y = train["responses"].values.astype(np.float64)
