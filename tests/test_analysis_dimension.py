@@ -103,6 +103,9 @@ def test_graph_curvature_fit_tells_sphere_from_flat_torus():
     h = intrinsic_dimension(X_torus, "graph", n_sources=300, model="hypersphere")
     assert h.details["model"] == "hypersphere" and h.dimension == t.details["hypersphere_dimension"]
     assert h.details["curvature"] == np.pi ** 2 / 4
+    # the plotted model passes through the fitted maximum of the density
+    peak = h.details["model_density"][np.argmin(abs(h.details["bin_centers"] - h.details["r_max"]))]
+    assert abs(np.log(peak) - np.log(h.details["histogram"].max())) < 0.3
 
 
 def test_graph_curvature_fit_needs_a_resolved_maximum():

@@ -300,7 +300,8 @@ class GraphDistanceDimension(BaseEstimator):
         resid = y - slope * x
         return {"dimension": slope + 1.0, "goodness_of_fit": float(np.sqrt(np.mean(resid ** 2))),
                 "curvature": np.pi ** 2 / 4, "r_max": float(r_max), "sigma": sigma, "r_min": float(r_min),
-                "log_amplitude": log_peak, "histogram": density, "centers": centers, "mask": mask}
+                # model_density uses sin_κ(x) = sin(π x / 2) / (π / 2): rescale so it peaks at p(r_max)
+                "log_amplitude": log_peak + slope * np.log(np.pi / 2), "histogram": density, "centers": centers, "mask": mask}
 
     def _curvature_fit(self, r: np.ndarray, period: float, longest: float) -> dict[str, Any]:
         """``log p(r) = a + (D − 1) log sin_κ(r)`` over [longest edge, r_max], comb averaged out.
