@@ -1,9 +1,12 @@
 """Intrinsic dimension: manifolds of known dimension embedded in 100 dimensions."""
 
+import warnings
+
 import numpy as np
 import pytest
 
 from v1nb.analysis import GraphDistanceDimension, intrinsic_dimension
+from v1nb.analysis.dimension import ZIGZAG_STRETCH
 
 
 def embed(points: np.ndarray, rng: np.random.Generator, ambient: int = 100) -> np.ndarray:
@@ -40,6 +43,7 @@ UNREACHABLE = {
     # d = 10: with 5,000-10,000 points the longest kNN edge is 0.3 r_max and a shortest path
     # zigzags (graph / geodesic distance 1.7-2.0, per-pair s.d. 0.15-0.2, as wide as the geodesic
     # distribution itself). The curvature fit of *exact* geodesic distances gives 10.1, 11.3, 9.3.
+    # The estimator says so itself (test_graph_estimator_flags_zigzag_paths).
     ("graph", "sphere", 10): "graph-distance estimator on the 10-sphere: 6.6-6.9 (5,000 points), 6.7 (10,000)",
     ("graph", "torus", 10): "graph-distance estimator on the flat 10-torus: 7.9-8.0 (5,000 points), 7.6-7.8 (10,000)",
     ("graph", "swiss_roll", 10): "graph-distance estimator on the 10-d swiss roll: 5.8-6.1 (5,000 points), 6.3 (10,000)",
@@ -86,6 +90,23 @@ def test_graph_estimator_is_deterministic_and_sklearn_like():
     assert a.get_params()["n_neighbors"] == 20 and a.get_params()["model"] == "curvature"
     assert np.all(a.model_density(a.bin_centers_) >= 0)
     assert a.fit_mask_.sum() >= 5 and a.smoothed_histogram_.shape == a.histogram_.shape
+
+
+def test_graph_estimator_flags_zigzag_paths():
+    """Two-hop paths are straight on a well-sampled 2-sphere and zigzag on a 10-sphere; only the
+    latter, whose estimate is far too low, is flagged."""
+    rng = np.random.default_rng(10)
+    X10 = embed(sphere(3000, 10, rng), rng)
+    with pytest.warns(UserWarning, match="lower bound") as record:
+        high = intrinsic_dimension(X10, "graph", n_sources=300)
+    assert high.details["path_stretch"] > 1.3 and high.dimension < 8.5
+    assert f"{high.details['path_stretch']:.2f} times" in str(record[0].message)
+    X2 = embed(sphere(3000, 2, rng), rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low = intrinsic_dimension(X2, "graph", n_sources=300)
+    assert 1.0 <= low.details["path_stretch"] < 1.05 < ZIGZAG_STRETCH
+    assert abs(low.dimension - 2) < 0.3
 
 
 def test_graph_curvature_fit_tells_sphere_from_flat_torus():

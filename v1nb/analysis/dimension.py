@@ -58,9 +58,24 @@ measured on the manifolds of tests/test_analysis_dimension.py — d-dimensional 
     itself (s.d. / mode ≈ 0.2 on the 10-sphere). Measured (5,000–10,000 points, k = 20): curvature
     fit 6.6–6.9 (sphere), 7.6–8.0 (torus), 5.8–6.3 (swiss roll); hypersphere fit 3–22, 23–31 and
     10–17. Exact geodesic distances give 10.0–10.3, 10.6–11.3 and 9.3–9.6 with the curvature fit,
-    so it is the graph that fails, not the model. The failure is not flagged by the goodness of
-    fit (0.12–0.30 against 0.00–0.07 at d ≤ 5) and only weakly by ``edge_to_r_max`` (0.31–0.37
-    against 0.26–0.30 at d = 5).
+    so it is the graph that fails, not the model. Nor do more points help: the kNN scale shrinks
+    as n^(−1/10), and the stretch depends on the dimension and k, not on n (10,000 points: 6.7 on
+    the 10-sphere). Other graphs measured no better (three manifolds, d = 10, 5,000 points):
+    k = 4 / 6 / 10 give 3.6–4.1 / 4.4–4.7 / 5.3–5.6; power-weighted (Fermat) paths, edge
+    weights |e|² or |e|³, 6.0–7.9 / 5.5–7.6; and direct Euclidean distances, right for the sphere
+    and swiss roll (11.2, 10.6 from 0.3 ``r_max``), give 19.5 on the (cos, sin)-embedded torus,
+    whose chords at ``r_max`` are far shorter than its arcs.
+
+    The failure is not flagged by the goodness of fit (0.12–0.30 against 0.00–0.07 at d ≤ 5) and
+    only weakly by ``edge_to_r_max`` (0.31–0.37 against 0.26–0.30 at d = 5), but the zigzag itself
+    is measurable on the data: ``path_stretch_``, the median ratio of graph to straight-line
+    distance over pairs two edges apart, ~1 when paths follow the manifold. With k = 20 and 5,000
+    points (3,000 and 10,000 alike, ±0.04) it rises smoothly with d — 1.01 at d = 2, 1.06–1.08
+    at 3, 1.13–1.17 at 4, 1.20–1.26 at 5, 1.25–1.33 at 6, 1.28–1.39 at 7, 1.35–1.49 at 10 — and the
+    error with it: within ±10 % below 1.21, −11 to −17 % at 1.24–1.25 (spheres and swiss rolls
+    at d = 6), −18 % or worse on every sphere and swiss roll above 1.27 (tori, whose fit is
+    biased up, reach −15 % only at 1.46). ``fit`` warns above :data:`ZIGZAG_STRETCH` = 1.25 that
+    the estimate is likely a lower bound — cautiously: the accurate 5-torus is at 1.24–1.27.
 ``"twonn"`` — Facco et al. 2017 (Sci Rep 7:12140), from scikit-dimension (``skdim.id.TwoNN``)
     The ratio of second- to first-neighbour distances is Pareto-distributed with exponent ``d``.
     Within 15 % for spheres, tori and swiss rolls of d ≤ 10 with 3,000 points, except the flat
@@ -83,6 +98,7 @@ measured on the manifolds of tests/test_analysis_dimension.py — d-dimensional 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,13 +110,18 @@ from sklearn.neighbors import kneighbors_graph
 
 from v1nb.analysis._inputs import check_matrix
 
-__all__ = ["GraphDistanceDimension", "IntrinsicDimension", "intrinsic_dimension", "METHODS", "GRAPH_MODELS"]
+__all__ = ["GraphDistanceDimension", "IntrinsicDimension", "intrinsic_dimension", "METHODS", "GRAPH_MODELS",
+           "ZIGZAG_STRETCH"]
 
 METHODS = ("graph", "twonn", "correlation")
 GRAPH_MODELS = ("curvature", "hypersphere")
 
 #: Default neighbourhoods of the correlation dimension (see the module docstring).
 CORRELATION_DEFAULTS = {"k1": 1, "k2": 3}
+
+#: Two-hop path stretch above which the graph estimate is flagged as a likely underestimate (see
+#: the module docstring): shortest paths that long are blurred copies of the geodesics.
+ZIGZAG_STRETCH = 1.25
 
 # Histogram bins per mean kNN edge in the curvature fit; odd, so that the moving average over one
 # edge length is centred on its bin.
@@ -145,6 +166,22 @@ def _sin_kappa(x: np.ndarray, u: float) -> np.ndarray:
     if u > 0:
         return np.sin(np.clip(s * x, 0.0, np.pi)) / s
     return np.sinh(s * x) / s
+
+
+def _two_hop_stretch(X: np.ndarray, sources: np.ndarray, dist: np.ndarray, hops: np.ndarray) -> float:
+    """Median of graph distance / straight-line distance over the pairs two edges apart.
+
+    ``X``: (point, feature) array of the graph's points; ``sources``: (source,) indices into it;
+    ``dist``, ``hops``: (source, point) shortest-path lengths and edge counts.
+    """
+    rows, cols = np.nonzero(hops == 2)
+    if len(rows) == 0:
+        return float("nan")
+    chunk = max(1_000, 2_500_000 // X.shape[1])  # bounded memory for wide X
+    chords = np.concatenate([np.linalg.norm(X[sources[rows[i:i + chunk]]] - X[cols[i:i + chunk]], axis=1)
+                             for i in range(0, len(rows), chunk)])
+    keep = chords > 0
+    return float(np.median(dist[rows[keep], cols[keep]] / chords[keep]))
 
 
 def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
@@ -202,6 +239,10 @@ class GraphDistanceDimension(BaseEstimator):
         Longest kNN edge (99th percentile) over ``r_max``; the curvature fit uses
         ``[edge, r_max]``. Measured with 5,000 points and k = 20: 0.09–0.16 at d = 2 and
         0.26–0.30 at d = 5 (accurate), 0.31–0.37 at d = 10 (not accurate).
+    path_stretch_ : float
+        Median ratio of graph distance to straight-line distance over the pairs joined by two
+        edges (and not by one): ~1 where shortest paths follow the manifold, larger where they
+        zigzag. Above :data:`ZIGZAG_STRETCH` the estimate is biased low, and ``fit`` warns.
     edge_period_ : float
         Mean kNN edge: the tooth spacing of the comb and the width of the moving average.
     histogram_ : (n_bins,) array, bin_centers_ : (n_bins,) array
@@ -236,6 +277,8 @@ class GraphDistanceDimension(BaseEstimator):
         n = len(main)
         sources = np.arange(n) if self.n_sources is None or self.n_sources >= n else rng.choice(n, self.n_sources, replace=False)
         dist = dijkstra(graph, directed=False, indices=sources)
+        hops = dijkstra(graph, directed=False, indices=sources, unweighted=True)
+        self.path_stretch_ = _two_hop_stretch(X[main], sources, dist, hops)
         r = dist[np.isfinite(dist) & (dist > 0)]
         edges = graph.data[graph.data > 0]
         self.n_points_used_ = n
@@ -260,6 +303,12 @@ class GraphDistanceDimension(BaseEstimator):
         self.histogram_, self.bin_centers_, self.fit_mask_ = chosen["histogram"], chosen["centers"], chosen["mask"]
         self.smoothed_histogram_ = chosen.get("smoothed")
         self.edge_to_r_max_ = longest / self.r_max_
+        if self.path_stretch_ > ZIGZAG_STRETCH:
+            warnings.warn(
+                f"GraphDistanceDimension: shortest paths two edges long are {self.path_stretch_:.2f} times the "
+                f"straight-line distance (above {ZIGZAG_STRETCH}): they zigzag, the graph distances blur the "
+                f"geodesic ones, and the dimension {self.dimension_:.1f} is likely an underestimate (a lower "
+                f"bound); compare method='twonn' or 'correlation'", UserWarning, stacklevel=2)
         return self
 
     def _hypersphere_fit(self, r: np.ndarray) -> dict[str, Any]:
@@ -393,6 +442,7 @@ def intrinsic_dimension(X: np.ndarray, method: str = "graph", **options: Any) ->
     if method == "graph":
         est = GraphDistanceDimension(**options).fit(X)
         details = {"model": est.model, "r_max": est.r_max_, "r_min": est.r_min_, "edge_to_r_max": est.edge_to_r_max_,
+                   "path_stretch": est.path_stretch_,
                    "curvature": est.curvature_, "hypersphere_dimension": est.hypersphere_dimension_,
                    "hypersphere_goodness_of_fit": est.hypersphere_goodness_of_fit_,
                    "n_points_used": est.n_points_used_, "histogram": est.histogram_,
