@@ -290,3 +290,15 @@ def test_cache_key_changes_with_the_model_code(ds, monkeypatch):
     assert len(cache.code_fingerprint()) == 64
     monkeypatch.setattr(cache, "code_fingerprint", lambda: "edited source")
     assert cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu") != before
+
+
+def test_code_fingerprint_ignores_comments_and_docstrings():
+    from v1nb.models.cache import source_fingerprint
+
+    code = 'def f(x):\n    """Double."""\n    return 2 * x  # why\n'
+    same = '"""Module."""\n\n\ndef f(x):\n    # a comment\n    return 2 * x\n'
+    edited = 'def f(x):\n    """Double."""\n    return 3 * x\n'
+    only_doc = 'class A:\n    """Only a docstring."""\n'
+    assert source_fingerprint(code) == source_fingerprint(same)
+    assert source_fingerprint(code) != source_fingerprint(edited)
+    assert source_fingerprint(only_doc) == source_fingerprint("class A:\n    pass\n")

@@ -4,7 +4,8 @@ The key is a SHA-256 of: a fingerprint of the data (the bytes of responses, imag
 coordinates and neuron coordinates — stronger than the provenance record, which carries a
 creation time), the core and readout names, the full config (except the progress-bar switch),
 the seed, the resolved device type, the versions of v1nb and torch, and a hash of the source of
-``v1nb.models`` (so that editing the model code — not only releasing a new version — retrains).
+``v1nb.models`` (so that editing the model code — not only releasing a new version — retrains;
+comments and docstrings do not count).
 The progress bar and the CPU thread count are left out: a fit made with one thread serves a
 request with two. Anything else that changes a fit changes one of these.
 
@@ -18,6 +19,7 @@ The folder is ``$V1NB_CACHE`` when set, else ``.cache/models`` under the reposit
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -76,13 +78,29 @@ def data_fingerprint(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
+def source_fingerprint(source: str) -> str:
+    """The syntax tree of Python ``source`` without docstrings, as text.
+
+    Comments, docstrings and layout do not change what a fit computes, so editing them must not
+    invalidate the cache (a default book refits for ~13 minutes).
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 of the source files of ``v1nb.models`` (names and contents, in sorted order)."""
+    """SHA-256 of the source files of ``v1nb.models`` (names and :func:`source_fingerprint`, sorted)."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        digest.update(source_fingerprint(path.read_text(encoding="utf-8")).encode())
     return digest.hexdigest()
 
 
