@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import types
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_stringer_maps_ids_tiers_repeats_and_positions(tmp_path):
 
 def test_stringer_without_images_keeps_image_identity(tmp_path):
     path, a = fx.write_stringer(tmp_path / "stringer", with_stat=False)
-    ds = open_dataset(path)
+    ds = open_dataset(path, images=None, classes=None)
     assert "images" not in ds and ds.sizes["image"] == a["imgs"].shape[2] and "redcell" not in ds.coords
     assert repeat_array(ds, "test").shape[:2] == (a["imgs"].shape[2] - 1, 2)
     round_trips(ds, tmp_path)
@@ -159,6 +160,28 @@ def test_stringer_without_images_keeps_image_identity(tmp_path):
     assert cropped["images"].shape[1:] == (67, 90)
     with pytest.raises(ValueError, match="crop='left' is not one of"):
         open_dataset(path, crop="left")
+
+
+def test_stringer_finds_companion_files(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    path, a = fx.write_stringer(tmp_path / "stringer")
+    ds = open_dataset(path)  # images and classes lie next to the recording, as published
+    np.testing.assert_allclose(ds["images"].values, np.moveaxis(a["imgs"], -1, 0))
+    assert list(ds["category"].values) == [a["names"][c] for c in a["assignment"]]
+    used = {Path(f["path"]).name for f in json.loads(ds.attrs["provenance"])["files"]}
+    assert used == {path.name, a["images_file"].name, a["classes_file"].name}
+    # no class file beside it: the shared folder's labels, if they label as many images
+    shared = tmp_path / "shared"
+    (shared / "stringer2019_classes").mkdir(parents=True)
+    shutil.move(a["classes_file"], shared / "stringer2019_classes" / a["classes_file"].name)
+    monkeypatch.setenv("V1NB_SHARED_DATA", str(shared))
+    assert list(open_dataset(path)["category"].values) == [a["names"][c] for c in a["assignment"]]
+    assert "category" not in open_dataset(path, classes=None).coords
+    other, _ = fx.write_stringer(tmp_path / "other", n_images=9)  # 9 images: the shared labels do not fit
+    (other.parent / a["classes_file"].name).unlink()
+    assert "category" not in open_dataset(other).coords and "images" in open_dataset(other)
 
 
 def test_stringer_preprocessing_removes_the_spontaneous_subspace(tmp_path):
@@ -362,7 +385,7 @@ def test_unknown_options_are_listed(tmp_path):
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['regoin'\] for antolik2016.*valid options: region=None"):
         open_dataset(root, regoin=2)
     path, _ = fx.write_stringer(tmp_path / "stringer")
-    with pytest.raises(TypeError, match="images=None, classes=None, crop='none', preprocess=False"):
+    with pytest.raises(TypeError, match="images='auto', classes='auto', crop='none', preprocess=False"):
         open_dataset(path, normalize=True)
     assert set(options(detect(path))) == {"images", "classes", "crop", "preprocess", "n_components"}
 

@@ -8,9 +8,13 @@ Layout: one MATLAB file per recording, ``natimg2800_<mouse>_<date>.mat``, with
 - ``med`` (N, 3): cell centres (x, y, z) as stored by the recording (z on ~11 planes);
 - ``stat`` (1, N) struct, optional, whose field ``redcell`` marks GAD+ interneurons.
 
-Optional companions, passed as options: the images ``images_natimg2800_all.mat`` (``imgs``,
-(68, 270, 2800) over three 90° screens) and the class labels ``stimuli_class_assignment*.mat``
-(``class_assignment`` (1, 2800), ``class_names``).
+Optional companions: the images ``images_natimg2800_all.mat`` (``imgs``, (68, 270, 2800) over
+three 90° screens) and the class labels ``stimuli_class_assignment*.mat`` (``class_assignment``
+(1, 2800), ``class_names``). By default (``"auto"``) they are found next to the recording — the
+layout of the published collection — and the class labels also in the shared data folder
+(``stringer2019_classes/``, used when its image count matches the recording's), so a chapter
+given only the recording's path gets pixels and categories. The files used are listed in the
+dataset's provenance; ``images=None`` / ``classes=None`` turn the search off.
 
 Mapping to the schema
 ---------------------
@@ -51,6 +55,12 @@ from v1nb.provenance import provenance
 
 NAME = "stringer2019"
 DESCRIPTION = "Stringer et al. 2019 recording natimg2800_<mouse>_<date>.mat (options images=, classes=)"
+#: Companion files, looked for next to the recording (and, for the classes, in the shared data
+#: folder) when ``images`` / ``classes`` are ``"auto"``; the full class file first.
+IMAGES_FILE = "images_natimg2800_all.mat"
+CLASS_FILES = ("stimuli_class_assignment.mat", "stimuli_class_assignment_confident.mat")
+SHARED_CLASSES = "stringer2019_classes"
+AUTO = "auto"
 #: Image crops used by the reference code: (row slice, column slice) of the 68×270 panorama.
 CROPS = {"none": (slice(None), slice(None)), "left+centre": (slice(0, 67), slice(0, 180)),
          "centre": (slice(0, 67), slice(90, 180))}
@@ -63,8 +73,8 @@ def matches(path: Path) -> bool:
 def load(
     path: Path,
     *,
-    images: str | Path | None = None,
-    classes: str | Path | None = None,
+    images: str | Path | None = AUTO,
+    classes: str | Path | None = AUTO,
     crop: str = "none",
     preprocess: bool = False,
     n_components: int = 32,
@@ -75,10 +85,14 @@ def load(
     ----------
     path : Path
         ``natimg2800_<mouse>_<date>.mat``.
-    images : path, optional
-        ``images_natimg2800_all.mat`` (key ``imgs``, (68, 270, n_images)).
-    classes : path, optional
-        ``stimuli_class_assignment.mat`` or ``..._confident.mat``: image ``category``.
+    images : path, "auto" or None
+        ``images_natimg2800_all.mat`` (key ``imgs``, (68, 270, n_images)); ``"auto"`` (default):
+        that file next to the recording if it is there; None: no images.
+    classes : path, "auto" or None
+        ``stimuli_class_assignment.mat`` or ``..._confident.mat``: image ``category``; ``"auto"``
+        (default): one of them next to the recording, else the shared data folder's
+        ``stringer2019_classes/stimuli_class_assignment.mat`` if it labels as many images as the
+        recording has; None: no categories.
     crop : {"none", "left+centre", "centre"}
         Part of the 3-screen panorama to keep (reference code: rows 0:67 and columns 0:180 or 90:180).
     preprocess : bool
@@ -115,6 +129,7 @@ def load(
     med = check_shape(np.asarray(mt["med"], dtype=float), (n_neurons, 3), f"{path}:med", "(N, 3)",
                       f"N={n_neurons} matching stim.resp")
     files = [path]
+    images, classes = _companions(path, images, classes, n_images=int(istim.max()) - 1)
 
     pixels = categories = None
     if images is not None:
@@ -175,6 +190,25 @@ def load(
     if preprocess:
         ds = subtract_spontaneous_subspace(ds, n_components=n_components, reference=block == "spont")
     return ds
+
+
+def _companions(path: Path, images: str | Path | None, classes: str | Path | None,
+                n_images: int) -> tuple[Path | None, Path | None]:
+    """Resolve ``"auto"`` companions (see :func:`load`); ``n_images``: gray-screen id − 1."""
+    if images == AUTO:
+        images = path.parent / IMAGES_FILE if (path.parent / IMAGES_FILE).is_file() else None
+    if classes == AUTO:
+        found = [path.parent / name for name in CLASS_FILES if (path.parent / name).is_file()]
+        classes = found[0] if found else None
+        if classes is None:
+            from v1nb.data.locations import shared_data_dir  # lazily: a default, not a dependency
+
+            root = shared_data_dir()
+            shared = root / SHARED_CLASSES / CLASS_FILES[0] if root is not None else None
+            if shared is not None and shared.is_file():
+                labels = read_mat(shared, "class labels 'class_assignment' (1, n_images)").get("class_assignment")
+                classes = shared if labels is not None and np.size(labels) == n_images else None
+    return (Path(images) if images is not None else None), (Path(classes) if classes is not None else None)
 
 
 def _n_images(path, istim, pixels, categories, images, classes) -> int:
