@@ -207,6 +207,27 @@ def test_stringer_preprocessing_removes_the_spontaneous_subspace(tmp_path):
     np.testing.assert_allclose(again["responses"].values, ds["responses"].values, atol=1e-5)
     with pytest.raises(ValueError, match="n_components=99"):
         subtract_spontaneous_subspace(raw, n_components=99)
+    with pytest.raises(ValueError, match="min_std=-1"):
+        subtract_spontaneous_subspace(raw, n_components=k, min_std=-1)
+
+
+def test_spontaneous_normalisation_floors_silent_neurons(tmp_path):
+    """A neuron silent in every spontaneous trial has s.d. 0: the reference's +1e-6 would scale
+    it up a million-fold; the floor keeps it on the scale of the others."""
+    path, a = fx.write_stringer(tmp_path / "stringer", n_neurons=12, n_spont=40)
+    raw = open_dataset(path, images=None, classes=None)
+    spont = raw["block"].values == "spont"
+    raw["responses"].values[spont, 0] = 0.0  # neuron 0: silent in the spontaneous block
+    reference = subtract_spontaneous_subspace(raw, n_components=2, reference=spont, min_std=0)
+    floored = subtract_spontaneous_subspace(raw, n_components=2, reference=spont)
+    stim = ~spont & (raw["image_id"].values >= 0)
+    assert np.abs(reference["responses"].values[stim]).max() > 1e4
+    assert np.abs(floored["responses"].values[stim]).max() < 100
+    assert "for 1 of 12 neurons" in floored.attrs["preprocessing"]
+    assert "for 0 of 12 neurons" in reference.attrs["preprocessing"]
+    # the other neurons are unchanged up to the shared projection: their s.d. is above the floor
+    sd = raw["responses"].values[spont].std(0)
+    assert np.sum(sd < 0.1 * np.median(sd)) == 1
 
 
 def test_stringer_bad_files(tmp_path):
