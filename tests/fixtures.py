@@ -205,3 +205,30 @@ def make_writable(root: Path) -> None:
     paths = [root, *root.rglob("*")] if root.is_dir() else [root]
     for p in paths:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+def write_stringer_from(ds, folder: Path) -> Path:
+    """A schema dataset (e.g. the digital twin) written in the natimg2800 layout, with its images
+    and categories as companion files; returns the recording's path.
+
+    Stimulus trials keep their temporal order; interleaved blank trials become gray-screen
+    presentations (id n_images + 1); the recording's ``cortical_x/y`` and its plane (``cortical_z``
+    when present, else 0) become ``med``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    n_images = ds.sizes["image"]
+    ids = ds["image_id"].values
+    istim = np.where(ids >= 0, ids + 1, n_images + 1)
+    resp = ds["responses"].values.astype(np.float64)
+    z = ds["cortical_z"].values if "cortical_z" in ds.coords else np.zeros(ds.sizes["neuron"])
+    med = np.c_[ds["cortical_x"].values, ds["cortical_y"].values, z]
+    spont = resp[ids < 0][: max(2, (ids < 0).sum() // 2)]  # half of the blanks also as a spont block
+    path = folder / "natimg2800_M000000_TWIN_2026-01-01.mat"
+    scipy.io.savemat(path, {"stim": {"resp": resp, "istim": istim[:, None].astype(float), "spont": spont},
+                            "med": med})
+    scipy.io.savemat(folder / "images_natimg2800_all.mat", {"imgs": np.moveaxis(ds["images"].values, 0, -1)})
+    names = sorted(set(ds["category"].values.astype(str)))
+    assignment = np.searchsorted(names, ds["category"].values.astype(str)).astype(np.uint8)[None]
+    scipy.io.savemat(folder / "stimuli_class_assignment.mat",
+                     {"class_assignment": assignment, "class_names": np.array(names, dtype=object)[None]})
+    return path
