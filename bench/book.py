@@ -1,8 +1,9 @@
 """Benchmark: wall time of ``v1nb book`` from a cold cache.
 
 The book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) is copied into a temporary
-folder so that its ``runs/`` cache starts empty and the repository's own cache and ``_build/`` are
-left alone; ``v1nb book`` then runs there in a subprocess, as a user would run it. Reports the
+folder so that its ``runs/`` cache starts empty, with an empty model cache (``$V1NB_CACHE`` in the
+same folder: the fitted networks are most of a cold build), and the repository's own caches and
+``_build/`` are left alone; ``v1nb book`` then runs there in a subprocess, as a user would run it. Reports the
 total wall time, each chapter's execution time (from its ``run.json``), the remainder (staging and
 the Jupyter Book render, plus start-up), and the peak resident memory of the largest process
 (a chapter's kernel, usually).
@@ -39,8 +40,9 @@ def bench_book(profile: str) -> dict:
             shutil.copy2(REPO / name, root / name)
         shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         start = time.perf_counter()
+        env = {**os.environ, "V1NB_CACHE": str(root / "model-cache")}
         subprocess.run([sys.executable, "-m", "v1nb.cli", "book", "--profile", profile, "--root", str(root)],
-                       check=True)
+                       check=True, env=env)
         total = time.perf_counter() - start
         chapters = {}
         for record in sorted((root / "runs").glob("*/*/run.json")):
