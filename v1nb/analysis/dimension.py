@@ -62,7 +62,10 @@ measured on the manifolds of tests/test_analysis_dimension.py — d-dimensional 
     as n^(−1/10), and the stretch depends on the dimension and k, not on n (10,000 points: 6.7 on
     the 10-sphere). Other graphs measured no better (three manifolds, d = 10, 5,000 points):
     k = 4 / 6 / 10 give 3.6–4.1 / 4.4–4.7 / 5.3–5.6; k = 50 / 100, no convergence either: 9.0 / 13.8
-    (sphere), 14.5 / 34.5 (torus), 6.2 / 7.7 (swiss roll), two-hop stretch still 1.25–1.47; power-weighted (Fermat) paths, edge
+    (sphere), 14.5 / 34.5 (torus), 6.2 / 7.7 (swiss roll), two-hop stretch still 1.25–1.47; an ε-graph
+    (every pair closer than ρ = 0.2–0.55 ``r_max``, so that shorter distances are exact chords) gives
+    3–16 with a goodness of fit of 0.8–2.1, because distances just above ρ jump up (the lens of two
+    ρ-balls holds few points in 10 dimensions); power-weighted (Fermat) paths, edge
     weights |e|² or |e|³, 6.0–7.9 / 5.5–7.6; and direct Euclidean distances, right for the sphere
     and swiss roll (11.2, 10.6 from 0.3 ``r_max``), give 19.5 on the (cos, sin)-embedded torus,
     whose chords at ``r_max`` are far shorter than its arcs.
