@@ -57,6 +57,16 @@ def write_allen(folder: Path, n_neurons: int = 9, seed: int = 0) -> tuple[Path, 
     return folder, {"scenes": scenes, "by_scene": mean_resp, "perm": perm}
 
 
+def _save_natimg2800(path: Path, content: dict, imgs: np.ndarray, assignment: np.ndarray, names: list[str]) -> Path:
+    """Save a recording (``stim``, ``med``, ...) at ``path`` and, beside it, the images file
+    ((y, x, image) ``imgs``) and the class file ((1, image) ``assignment`` into ``names``)."""
+    scipy.io.savemat(path, content)
+    scipy.io.savemat(path.parent / "images_natimg2800_all.mat", {"imgs": imgs})
+    scipy.io.savemat(path.parent / "stimuli_class_assignment.mat",
+                     {"class_assignment": assignment, "class_names": np.array(names, dtype=object).reshape(1, -1)})
+    return path
+
+
 def write_stringer(folder: Path, n_images: int = 6, n_neurons: int = 8, n_spont: int = 15, seed: int = 0,
                    with_stat: bool = True) -> tuple[Path, dict]:
     """A natimg2800-style .mat plus an images file and a class file (gray screen id = n_images + 1)."""
@@ -75,13 +85,10 @@ def write_stringer(folder: Path, n_images: int = 6, n_neurons: int = 8, n_spont:
         for i in range(n_neurons):
             stat[0, i] = (np.array([[float(redcell[i])]]), np.array([[10.0]]))
         content["stat"] = stat
-    path = folder / "natimg2800_M000000_MP000_2017-01-01.mat"
-    scipy.io.savemat(path, content)
     imgs = rng.integers(0, 256, (68, 270, n_images)).astype(np.uint8)
-    scipy.io.savemat(folder / "images_natimg2800_all.mat", {"imgs": imgs})
-    names = np.array(["unknown", "birds", "cats"], dtype=object).reshape(1, -1)
     assignment = rng.integers(0, 3, (1, n_images)).astype(np.uint8)
-    scipy.io.savemat(folder / "stimuli_class_assignment.mat", {"class_assignment": assignment, "class_names": names})
+    path = _save_natimg2800(folder / "natimg2800_M000000_MP000_2017-01-01.mat", content, imgs,
+                            assignment, ["unknown", "birds", "cats"])
     return path, {"resp": resp, "istim": istim, "spont": spont, "med": med, "redcell": redcell, "imgs": imgs,
                   "assignment": assignment.ravel(), "names": ["unknown", "birds", "cats"],
                   "images_file": folder / "images_natimg2800_all.mat",
@@ -223,12 +230,8 @@ def write_stringer_from(ds, folder: Path) -> Path:
     z = ds["cortical_z"].values if "cortical_z" in ds.coords else np.zeros(ds.sizes["neuron"])
     med = np.c_[ds["cortical_x"].values, ds["cortical_y"].values, z]
     spont = resp[ids < 0][: max(2, (ids < 0).sum() // 2)]  # half of the blanks also as a spont block
-    path = folder / "natimg2800_M000000_TWIN_2026-01-01.mat"
-    scipy.io.savemat(path, {"stim": {"resp": resp, "istim": istim[:, None].astype(float), "spont": spont},
-                            "med": med})
-    scipy.io.savemat(folder / "images_natimg2800_all.mat", {"imgs": np.moveaxis(ds["images"].values, 0, -1)})
     names = sorted(set(ds["category"].values.astype(str)))
     assignment = np.searchsorted(names, ds["category"].values.astype(str)).astype(np.uint8)[None]
-    scipy.io.savemat(folder / "stimuli_class_assignment.mat",
-                     {"class_assignment": assignment, "class_names": np.array(names, dtype=object)[None]})
-    return path
+    return _save_natimg2800(folder / "natimg2800_M000000_TWIN_2026-01-01.mat",
+                            {"stim": {"resp": resp, "istim": istim[:, None].astype(float), "spont": spont}, "med": med},
+                            np.moveaxis(ds["images"].values, 0, -1), assignment, names)
