@@ -41,7 +41,7 @@ def bench_book(profile: str) -> dict:
         shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         start = time.perf_counter()
         env = {**os.environ, "V1NB_CACHE": str(root / "model-cache")}
-        subprocess.run([sys.executable, "-m", "v1nb.cli", "book", "--profile", profile, "--root", str(root)],
+        subprocess.run([sys.executable, "-m", "v1nb.book.cli", "book", "--profile", profile, "--root", str(root)],
                        check=True, env=env)
         total = time.perf_counter() - start
         chapters = {}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from v1nb.book import BookBuildError, PARAMETERS_MARKER, build_book, chapter_overrides, parameters_markdown, stage
-from v1nb.chapters import Chapter, ParameterError, book_chapters
+from v1nb.book.build import BookBuildError, PARAMETERS_MARKER, build_book, chapter_overrides, parameters_markdown, stage
+from v1nb.book.chapters import Chapter, ParameterError, book_chapters
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_a_warning_fails_the_build(book: Path) -> None:
 
 
 def test_stage_replaces_notebooks_with_executed_runs(book: Path, chapter: Chapter) -> None:
-    from v1nb.runner import run_chapter
+    from v1nb.book.runner import run_chapter
 
     run = run_chapter(chapter, {"data": "twin:quick"}, root=book)
     target = stage(book, [chapter], [run])

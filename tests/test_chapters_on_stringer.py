@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import fixtures as fx
-from v1nb.chapters import find_chapter
+from v1nb.book.chapters import find_chapter
 from v1nb.data import open_dataset
-from v1nb.runner import run_chapter
+from v1nb.book.runner import run_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ("geometry", "receptive_fields", "decoding", "clustering", "spatial")

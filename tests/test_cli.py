@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from v1nb.cli import app
+from v1nb.book.cli import app
 
 
 cli = CliRunner()

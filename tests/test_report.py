@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from v1nb.report import Report
+from v1nb.book.report import Report
 
 
 def test_values_keep_raw_numbers_and_text_ignores_the_number_format(tmp_path):

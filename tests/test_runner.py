@@ -13,8 +13,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from v1nb.chapters import Chapter, ChapterError, ParameterError, book_chapters, find_chapter, read_parameters
-from v1nb.runner import ChapterFailed, cached_run, default_run_folder, parameters_hash, run_chapter
+from v1nb.book.chapters import Chapter, ChapterError, ParameterError, book_chapters, find_chapter, read_parameters
+from v1nb.book.runner import ChapterFailed, cached_run, default_run_folder, parameters_hash, run_chapter
 
 
 

@@ -3,7 +3,7 @@
 Subpackages
 -----------
 data      the dataset schema, the digital twin and the real-data loaders
-runner    executing chapters with papermill (used by the ``v1nb`` command line)
+book      the book machinery: chapters, runner, report, build and the ``v1nb`` command line
 """
 
 __version__ = "0.1.0"

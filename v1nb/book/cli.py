@@ -20,7 +20,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from v1nb.chapters import ChapterError, ParameterError, book_chapters, find_chapter, find_root
+from v1nb.book.chapters import ChapterError, ParameterError, book_chapters, find_chapter, find_root
 
 app = typer.Typer(
     help="Run the chapters of the v1nb book and build it.",
@@ -100,7 +100,7 @@ def run(
     root: Optional[Path] = RootOption,
 ) -> None:
     """Execute one chapter with papermill into a run folder (notebook, figures, results.json)."""
-    from v1nb.runner import ChapterFailed, run_chapter
+    from v1nb.book.runner import ChapterFailed, run_chapter
 
     try:
         chap = find_chapter(chapter, root)
@@ -130,8 +130,8 @@ def book(
     root: Optional[Path] = RootOption,
 ) -> None:
     """Execute every chapter (reusing unchanged runs) and build the HTML, warnings as errors."""
-    from v1nb.book import PROFILES, BookBuildError, build_book
-    from v1nb.runner import ChapterFailed
+    from v1nb.book.build import PROFILES, BookBuildError, build_book
+    from v1nb.book.runner import ChapterFailed
 
     if profile not in PROFILES:
         _fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")

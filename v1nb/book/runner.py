@@ -3,7 +3,7 @@
 A run folder holds::
 
     <chapter>.ipynb   the executed notebook (papermill, kernel ``python3``)
-    results.json      the chapter's numbers, written by its :class:`v1nb.report.Report`
+    results.json      the chapter's numbers, written by its :class:`v1nb.book.report.Report`
     figures/*.png     the chapter's figures
     run.json          written last by the runner: parameters, notebook hash, versions, wall time
 
@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import nbformat
 
-from v1nb.chapters import Chapter
+from v1nb.book.chapters import Chapter
 from v1nb.io import atomic_dir, atomic_path, write_json
 from v1nb.provenance import provenance, versions
 
@@ -110,7 +110,7 @@ def package_hash() -> str:
     worked on. Computed once per process, so one ``v1nb book`` compares all chapters against the
     same sources.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # v1nb/, not only v1nb/book/
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())

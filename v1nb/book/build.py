@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from v1nb.chapters import Chapter, ParameterError, book_chapters
-from v1nb.runner import RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
+from v1nb.book.chapters import Chapter, ParameterError, book_chapters
+from v1nb.book.runner import RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
 
 PROFILES = ("quick", "default")
 #: Files of the book root that the build needs besides ``book/``.
