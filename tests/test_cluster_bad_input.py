@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from v1nb.cluster import (DEC, IDEC, LDMGI, SEC, DisconnectedGraphWarning, DuplicatePointsWarning,
-                          RotationInvariantClustering, choose_k)
+from v1nb.cluster import (DEC, IDEC, LDMGI, SEC, DisconnectedGraphWarning, DuplicatePointsWarning, GMMClustering,
+                          RotationInvariantClustering, choose_k, make_clusterer)
 
 FAST = dict(hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=10, n_init=2)
 ESTIMATORS = [SEC(3), LDMGI(3), DEC(3, **FAST), IDEC(3, **FAST),
@@ -82,3 +82,35 @@ def test_bad_parameters_raise(X):
         IDEC(3, gamma=0, **FAST).fit(X)
     with pytest.raises(ValueError, match="max.ks.=60 must be smaller"):
         choose_k(X, ks=[1, 60])
+
+
+DEGENERATE_ESTIMATORS = ESTIMATORS + [GMMClustering(3)]
+
+
+@pytest.mark.parametrize("est", DEGENERATE_ESTIMATORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("n_distinct", [1, 2])
+def test_fewer_distinct_rows_than_clusters_raise(est, n_distinct, capfd):
+    """Identical points cannot be split: a clear ValueError, no LAPACK noise, no arbitrary labels."""
+    X = np.ones((30, 4))
+    X[: 15 * (n_distinct - 1), 0] = 2.0  # n_distinct distinct rows (not proportional: see normalize)
+    if isinstance(est, RotationInvariantClustering):
+        X = X.reshape(30, 2, 2)
+    with pytest.raises(ValueError, match=f"X has {n_distinct} distinct rows .*fewer than n_clusters=3"):
+        est.fit(X)
+    assert "DLASCL" not in capfd.readouterr().err
+
+
+def test_spectral_wrapper_rejects_identical_points():
+    with pytest.raises(ValueError, match="X has 1 distinct rows"):
+        make_clusterer("spectral", 3, random_state=0).fit(np.ones((30, 4)))
+
+
+@pytest.mark.parametrize("Est", [SEC, LDMGI])
+def test_enough_distinct_rows_still_fit(Est):
+    """Three distinct points, each repeated, with n_clusters=3: allowed (with a duplicates warning)."""
+    X = np.repeat(np.eye(4)[:3] * 10, 10, axis=0) + 0.0
+    X = X + 1e-3 * np.random.default_rng(0).standard_normal(X.shape)
+    X[:3] = X[3]  # some exact copies
+    with pytest.warns(DuplicatePointsWarning):
+        labels = Est(3, random_state=0).fit_predict(X)
+    assert len(set(labels)) == 3

@@ -28,7 +28,7 @@ class SpectralDiscretizerMixin(ClusterMixin, BaseEstimator):
             raise ValueError("on_disconnected must be 'warn', 'raise' or 'ignore', "
                              f"got {self.on_disconnected!r}")
         c = check_n_clusters(self.n_clusters, X.shape[0])
-        warn_duplicates(X, n_neighbors)
+        warn_duplicates(X, n_neighbors, n_clusters=c)
         return c
 
     def _discretize_fit(self, F: np.ndarray, random_state) -> np.ndarray:

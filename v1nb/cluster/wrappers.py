@@ -13,7 +13,7 @@ from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from v1nb.cluster._validation import check_n_clusters
+from v1nb.cluster._validation import check_distinct_rows, check_n_clusters
 
 
 class GMMClustering(ClusterMixin, BaseEstimator):
@@ -46,7 +46,7 @@ class GMMClustering(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Fit the mixture on X (N, D). ``y`` is ignored."""
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        check_distinct_rows(X, check_n_clusters(self.n_clusters, X.shape[0]))
         self.mixture_ = GaussianMixture(self.n_clusters, covariance_type=self.covariance_type,
                                         n_init=self.n_init, reg_covar=self.reg_covar,
                                         random_state=self.random_state).fit(X)
@@ -62,6 +62,16 @@ class GMMClustering(ClusterMixin, BaseEstimator):
         return self.mixture_.predict(X).astype(np.intp)
 
 
+class _SpectralClustering(SpectralClustering):
+    """sklearn's SpectralClustering with the package's input checks (it splits identical points
+    into arbitrary clusters otherwise)."""
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        check_distinct_rows(X, check_n_clusters(self.n_clusters, X.shape[0]))
+        return super().fit(X, y)
+
+
 def make_clusterer(name: str, n_clusters: int, random_state=None, **kwargs):
     """A clusterer by name, all taking ``n_clusters`` and ``random_state``.
 
@@ -69,6 +79,7 @@ def make_clusterer(name: str, n_clusters: int, random_state=None, **kwargs):
     ----------
     name : {"kmeans", "gmm", "spectral", "sec", "ldmgi", "dec", "idec", "rotation"}
         ``spectral`` is sklearn's :class:`~sklearn.cluster.SpectralClustering` on a kNN graph.
+        All raise a ``ValueError`` when X has fewer distinct rows than ``n_clusters``.
     n_clusters : int
     random_state : int, RandomState or None
     **kwargs
@@ -89,7 +100,7 @@ def make_clusterer(name: str, n_clusters: int, random_state=None, **kwargs):
     if name == "spectral":
         kwargs.setdefault("affinity", "nearest_neighbors")
         kwargs.setdefault("n_neighbors", 10)
-        return SpectralClustering(n_clusters, random_state=random_state, **kwargs)
+        return _SpectralClustering(n_clusters, random_state=random_state, **kwargs)
     table = {"gmm": GMMClustering, "sec": SEC, "ldmgi": LDMGI, "dec": DEC, "idec": IDEC,
              "rotation": RotationInvariantClustering}
     if name not in table:
