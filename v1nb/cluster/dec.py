@@ -169,7 +169,7 @@ class DEC(ClusterMixin, BaseEstimator):
         Xt = self._prepare(X, reset=True)
         n, d = Xt.shape
         K = check_n_clusters(self.n_clusters, n)
-        warn_duplicates(Xt.numpy())
+        warn_duplicates(Xt.numpy(), n_clusters=K)
         rng = check_random_state(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(rng.randint(2 ** 31 - 1)))

@@ -243,7 +243,7 @@ class RotationInvariantClustering(ClusterMixin, BaseEstimator):
         n, R, F = X.shape
         self.n_rotations_, self.n_features_per_rotation_ = R, F
         K = check_n_clusters(self.n_clusters, n)
-        warn_duplicates(X.reshape(n, -1))
+        warn_duplicates(X.reshape(n, -1), n_clusters=K)
         rng = check_random_state(self.random_state)
         if self.method == "dft":
             km = KMeans(K, n_init=self.n_init, random_state=rng).fit(dft_features(X))
