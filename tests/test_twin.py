@@ -228,3 +228,83 @@ def test_netcdf_round_trip(quick, tmp_path):
     for name in ("true_type", "true_orientation", "category", "tier", "order"):
         np.testing.assert_array_equal(back[name].values, quick[name].values)
     assert back.attrs["provenance"] == quick.attrs["provenance"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Same seed, same bytes, whatever the thread count (issue 14.11)
+# ---------------------------------------------------------------------------------------------
+
+_HASH_SCRIPT = """
+import hashlib, json, sys
+import numpy as np
+from v1nb.data import twin
+ds = twin(sys.argv[1], seed=0, **json.loads(sys.argv[2]))
+out = {}
+for name in [*ds.data_vars, *ds.coords]:
+    v = np.ascontiguousarray(ds[name].values)
+    data = repr(v.tolist()).encode() if v.dtype == object else v.tobytes()
+    out[name] = hashlib.sha256(data).hexdigest()
+print(json.dumps(out))
+"""
+
+
+def _twin_hashes(profile: str, overrides: dict, threads: dict) -> dict:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env.update(threads)
+    out = subprocess.run([sys.executable, "-c", _HASH_SCRIPT, profile, json.dumps(overrides)],
+                         env=env, capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+THREADINGS = [{"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+              {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+              {"OMP_NUM_THREADS": "2"}]
+
+
+@pytest.mark.parametrize("profile, overrides", [
+    ("quick", {}),
+    pytest.param("default", {"n_neurons": 300}, marks=pytest.mark.slow),
+], ids=["quick", "medium"])
+def test_same_bytes_whatever_the_thread_count(profile, overrides):
+    """Every data variable and coordinate hashes the same under 1 and 2 BLAS/OpenMP threads."""
+    hashes = [_twin_hashes(profile, overrides, t) for t in THREADINGS]
+    for other, threads in zip(hashes[1:], THREADINGS[1:]):
+        differ = sorted(k for k in hashes[0] if hashes[0][k] != other.get(k))
+        assert not differ, f"{profile} twin differs under {threads} from one thread in {differ}"
+
+
+def test_twin_computes_with_one_blas_thread(monkeypatch):
+    """The twin's BLAS products (filter bank, state gain) run on one thread whatever the caller set.
+
+    A threaded BLAS may split a product's work differently with the thread count and change the
+    last bits (seen for ``rates``/``true_gain`` on another machine); with one thread the result
+    depends only on the inputs. Checked directly because this machine's OpenBLAS happens to give
+    the same bits with 1 and 2 threads.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from v1nb.data.digital_twin import cells as twin_cells
+    from v1nb.data.digital_twin import interactions as twin_interactions
+
+    seen: list[int] = []
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            seen.extend(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapped)
+
+    spy(twin_cells, "excitation_suppression")
+    spy(twin_interactions, "state_gain")
+    with threadpool_limits(limits=2, user_api="blas"):
+        twin("quick", seed=0)
+        pop, images = twin_population("quick", seed=0)
+        pop.drive(images[:3])
+    assert seen and set(seen) == {1}, f"BLAS thread counts seen inside the twin: {sorted(set(seen))}"

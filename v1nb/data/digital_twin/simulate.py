@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from v1nb.data.schema import BLANK, build_dataset, provenance_of
 from v1nb.data.stimuli import natural_patches
@@ -37,6 +38,18 @@ _CHUNK = 2048
 
 def _rng(seed: int, stream: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, _STREAM[stream], *more])
+
+
+def _one_blas_thread() -> threadpool_limits:
+    """Run the enclosed BLAS products on one thread, so the twin's bits do not depend on it.
+
+    A threaded BLAS may partition a product (the filter bank of :func:`.cells.excitation_suppression`,
+    the state gain) differently with the thread count, which changes the last bits of the rates,
+    gains and SNRs; ``twin(seed=0)`` must give the same bytes under ``OMP_NUM_THREADS=1`` and ``=2``
+    (the model cache fingerprints the data). One thread costs little here: the products are a
+    fraction of the twin's time (default profile ~12 s either way on 2 cores).
+    """
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass
@@ -92,9 +105,10 @@ class TwinPopulation:
         coupling); otherwise the configured image-level interactions are applied.
         """
         images = self._check_images(images)
-        ex, sup = _cells.excitation_suppression(self.cells, images, self.config)
-        d = _cells.independent_drive(ex, sup, self.cells, self.suppression_scale, self.drive_scale)
-        return self._interact(d) if interactions else d
+        with _one_blas_thread():
+            ex, sup = _cells.excitation_suppression(self.cells, images, self.config)
+            d = _cells.independent_drive(ex, sup, self.cells, self.suppression_scale, self.drive_scale)
+            return self._interact(d) if interactions else d
 
     def rates(self, images: np.ndarray, interactions: bool = True) -> np.ndarray:
         """Expected responses to ``images`` for the mean state, without adaptation: (k, neuron)."""
@@ -148,6 +162,11 @@ def build_population(config: TwinConfig, seed: int, images: np.ndarray) -> TwinP
 
 def _build(config: TwinConfig, seed: int, images: np.ndarray) -> tuple[TwinPopulation, np.ndarray]:
     """:func:`build_population` plus the population's rates on ``images`` (image, neuron)."""
+    with _one_blas_thread():
+        return _build_unthreaded(config, seed, images)
+
+
+def _build_unthreaded(config: TwinConfig, seed: int, images: np.ndarray) -> tuple[TwinPopulation, np.ndarray]:
     rng = _rng(seed, "cells")
     n = config.n_neurons
     positions = cortical_positions(config, rng)
@@ -280,12 +299,13 @@ def simulate(config: TwinConfig, seed: int, profile: str = "custom",
     responses = np.empty((t, n), dtype=np.float32)
     test_rows = _test_rows(image_id, tier, config)
     snr, oracle = np.empty(n), np.empty(n)
-    for k, start in enumerate(range(0, n, _CHUNK)):
-        cols = slice(start, min(start + _CHUNK, n))
-        r = trial_rates(pop, image_rates, image_id, state, cols)
-        rates[:, cols] = r
-        responses[:, cols] = _noise.sample(r, config, _rng(seed, "noise", k))
-        snr[cols], oracle[cols] = snr_from_rates(r[test_rows], config)
+    with _one_blas_thread():  # the state gain is a BLAS product (see _one_blas_thread)
+        for k, start in enumerate(range(0, n, _CHUNK)):
+            cols = slice(start, min(start + _CHUNK, n))
+            r = trial_rates(pop, image_rates, image_id, state, cols)
+            rates[:, cols] = r
+            responses[:, cols] = _noise.sample(r, config, _rng(seed, "noise", k))
+            snr[cols], oracle[cols] = snr_from_rates(r[test_rows], config)
 
     c = pop.cells
     neuron_coords = {
