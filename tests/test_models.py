@@ -212,8 +212,12 @@ def test_unknown_setting_lists_valid_keys():
         make_config(layers=2.5)
     with pytest.raises(ValueError, match="odd"):
         make_config(input_kernel=4)
+    model = ResponseModel("transformer")  # scikit-learn contract: stored as given, checked in fit
+    assert model.get_params()["core"] == "transformer"
+    with pytest.raises(ValueError, match="core='transformer' is not one of"):
+        model.validate()
     with pytest.raises(ValueError, match="core="):
-        ResponseModel("transformer")
+        fit(toy_dataset(), "transformer", use_cache=False)
     assert "lr" in valid_keys()
 
 
@@ -284,12 +288,13 @@ def test_learning_curve_subsets_and_shares_the_full_fit(ds, tmp_path):
 def test_cache_key_changes_with_the_model_code(ds, monkeypatch):
     from v1nb.models import cache
 
-    config = make_config().to_dict()
-    before = cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu")
-    assert before == cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu")
+    components = {"core": "cnn", "readout": "gaussian"}
+    settings = make_config().non_default()
+    before = cache.cache_key(ds, components, 0, settings, "cpu")
+    assert before == cache.cache_key(ds, components, 0, settings, "cpu")
     assert len(cache.code_fingerprint()) == 64
     monkeypatch.setattr(cache, "code_fingerprint", lambda: "edited source")
-    assert cache.cache_key(ds, "cnn", "gaussian", 0, config, "cpu") != before
+    assert cache.cache_key(ds, components, 0, settings, "cpu") != before
 
 
 def test_code_fingerprint_ignores_comments_and_docstrings():

@@ -144,6 +144,14 @@ class DECHead(nn.Module):
         self.log_weights = nn.Parameter(torch.zeros(n_clusters)) if learn_weights else None
         self.register_buffer("target", torch.empty(0, n_clusters))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The target has one row per item once update_target has run (N, K), but is empty (0, K) in a
+        # freshly built head: take the stored shape so a trained head can be reloaded.
+        key = prefix + "target"
+        if key in state_dict and state_dict[key].shape != self.target.shape:
+            self.target = torch.empty_like(state_dict[key], device=self.target.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # --- shapes (overridden by the rotation-marginalised head) ---
     def _centre_shape(self) -> tuple[int, ...]:
         return (self.n_clusters, self.n_features)

@@ -1,44 +1,59 @@
 """Trained models on disk, keyed by what determines them, so chapters share fits.
 
-The key is a SHA-256 of: a fingerprint of the data (the bytes of responses, images, trial
-coordinates and neuron coordinates — stronger than the provenance record, which carries a
-creation time), the core and readout names, the full config (except the progress-bar switch),
-the seed, the resolved device type, the versions of v1nb and torch, and a hash of the source of
-``v1nb.models`` (so that editing the model code — not only releasing a new version — retrains;
-comments and docstrings do not count).
-The progress bar and the CPU thread count are left out: a fit made with one thread serves a
-request with two. Anything else that changes a fit changes one of these.
+The key (:func:`cache_key`) is a SHA-256 of
 
-Entries are written atomically (:func:`v1nb.io.atomic_path`). Reading checks the file's own key and
-structure; a file that cannot be read or does not match is reported with a :class:`CacheWarning`
-and the model is retrained (and the entry overwritten), never silently used.
+- a fingerprint of **what training sees** (:func:`data_fingerprint`): the bytes of ``responses``
+  and ``images``, the trial coordinates that place trials (``image_id``, ``tier``, ``order``) and
+  the neurons' cortical positions — not ground-truth coordinates such as ``true_snr``, whose last
+  bits may depend on the BLAS thread count of the process that simulated the twin;
+- the component names (core, readout, interaction stage, head);
+- the settings that **differ from their defaults** (so adding a setting with a default never
+  invalidates existing fits), without the run-time switches (progress bar, CPU threads);
+- the seed, the resolved device type, the objective terms' specs and, for a fine-tune, the
+  parent's key;
+- the versions of v1nb and torch and a fingerprint of the code a fit runs
+  (:func:`code_fingerprint`: all of ``v1nb/models/`` with its subfolders, the metric that drives
+  early stopping and the clustering heads of :mod:`v1nb.cluster.head`; comments and docstrings do
+  not count — :mod:`v1nb.fingerprint`, shared with the chapter runner).
+
+Entries are written atomically (:func:`v1nb.io.atomic_path`), under a per-key lock
+(:func:`entry_lock`) so that a second process asking for the same fit waits and then reuses it
+instead of fitting it again. Reading checks the file's own key and structure; a file that cannot be
+read or does not match is reported with a :class:`CacheWarning` and the model is retrained (and
+the entry overwritten), never silently used. A worker killed mid-write leaves at most a hidden
+temporary file, never an entry; such leftovers are removed the next time the key is fitted.
 
 The folder is ``$V1NB_CACHE`` when set, else ``.cache/models`` under the repository root (or
-``~/.cache/v1nb/models`` when the package is not installed from a checkout).
+``~/.cache/v1nb/models`` when the package is not installed from a checkout). It is checked before
+any fitting (:func:`check_cache_dir`), and a finished fit is never lost to a failed cache write.
 """
 
 from __future__ import annotations
 
-import ast
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import os
+import tempfile
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import xarray as xr
 
+from v1nb.fingerprint import package_fingerprint, source_fingerprint  # noqa: F401 (re-exported)
 from v1nb.io import atomic_path
 from v1nb.models.config import config_from_dict
 from v1nb.models.network import build_network
 from v1nb.provenance import versions
 
 #: Bump when the on-disk layout changes; older entries are then retrained.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Settings that change how a fit runs but not what it learns: left out of the key.
 RUNTIME_SETTINGS = ("progress", "num_threads")
 
@@ -58,19 +73,43 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "v1nb" / "models"
 
 
+def check_cache_dir(folder: str | os.PathLike) -> Path:
+    """Make sure ``folder`` can hold cache entries (created if missing) before anything is fitted.
+
+    Raises
+    ------
+    ValueError
+        If the path exists and is not a folder (e.g. ``V1NB_CACHE`` pointing at a file).
+    PermissionError
+        If the folder cannot be created or written.
+    """
+    folder = Path(folder)
+    origin = "V1NB_CACHE" if os.environ.get("V1NB_CACHE") and Path(os.environ["V1NB_CACHE"]).expanduser() == folder \
+        else "the model cache folder"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{origin} {folder} is a file, not a folder: point it at a folder (or unset V1NB_CACHE)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{origin} {folder} is not writable ({err.strerror or err}); set V1NB_CACHE to a "
+                              "writable folder or pass use_cache=False") from err
+    return folder
+
+
 def data_fingerprint(ds: xr.Dataset) -> str:
-    """A hash of the data a model is trained on (responses, images, trial and neuron coordinates)."""
+    """A hash of what a model's training sees of ``ds`` (see the module docstring)."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(str(ds.attrs.get("source", "")).encode())
     for name in ("responses", "images"):
         if name in ds:
-            values = np.ascontiguousarray(ds[name].values)
-            h.update(f"{name}{values.shape}{values.dtype}".encode())
+            values = np.ascontiguousarray(ds[name].transpose(*ds[name].dims).values)
+            h.update(f"{name}{ds[name].dims}{values.shape}{values.dtype}".encode())
             h.update(values.tobytes())
-    for name, coord in ds.coords.items():
-        if coord.dims in (("trial",), ("neuron",)):
-            h.update(str(name).encode())
-            values = coord.values
+    for name in ("image_id", "tier", "order", "cortical_x", "cortical_y", "cortical_z"):
+        if name in ds.coords:
+            h.update(name.encode())
+            values = ds[name].values
             if values.dtype.kind in "OUS":
                 h.update("|".join(map(str, values)).encode())
             else:
@@ -78,40 +117,61 @@ def data_fingerprint(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
-def source_fingerprint(source: str) -> str:
-    """The syntax tree of Python ``source`` without docstrings, as text.
-
-    Comments, docstrings and layout do not change what a fit computes, so editing them must not
-    invalidate the cache (a default book refits for ~13 minutes).
-    """
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 of the source files of ``v1nb.models`` (names and :func:`source_fingerprint`, sorted)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(source_fingerprint(path.read_text(encoding="utf-8")).encode())
-    return digest.hexdigest()
+    """Fingerprint of the code a fit runs: ``v1nb/models/**``, the early-stopping metric, the clustering heads."""
+    from v1nb import metrics
+
+    models = Path(__file__).parent
+    heads = models.parent / "cluster" / "head.py"
+    return package_fingerprint([models, heads], functions=[metrics._corr], root=models.parent)
 
 
-def cache_key(ds: xr.Dataset, core: str, readout: str, seed: int, config: dict[str, Any], device: str) -> str:
-    """The SHA-256 key of one fit (see the module docstring)."""
-    settings = {k: v for k, v in config.items() if k not in RUNTIME_SETTINGS}
+def cache_key(ds: xr.Dataset, components: dict[str, str], seed: int, settings: dict[str, Any], device: str,
+              terms: list[dict[str, Any]] | None = None, parent: str = "") -> str:
+    """The SHA-256 key of one fit (see the module docstring).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    components : dict
+        ``{"core": ..., "readout": ..., "interaction": ..., "head": ...}``.
+    seed : int
+    settings : dict
+        The settings that differ from their defaults (:meth:`ModelConfig.non_default`).
+    device : str
+        Resolved device type ("cpu", "cuda").
+    terms : list of dict, optional
+        Specs of the objective terms (None: the default objective).
+    parent : str
+        Key (or weight fingerprint) of the model a fine-tune starts from.
+    """
     v = versions()
-    record = {"data": data_fingerprint(ds), "core": core, "readout": readout, "seed": seed,
-              "config": settings, "device": device, "v1nb": v.get("v1nb"), "torch": v.get("torch"),
+    record = {"data": data_fingerprint(ds), "components": {k: components.get(k, "none") for k in sorted(components)},
+              "seed": int(seed), "settings": {k: v for k, v in settings.items() if k not in RUNTIME_SETTINGS},
+              "device": device, "terms": terms, "parent": parent, "v1nb": v.get("v1nb"), "torch": v.get("torch"),
               "format": FORMAT_VERSION, "code": code_fingerprint()}
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def entry_lock(path: Path, poll: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on the cache entry ``path`` (other processes asking for it wait).
+
+    The lock lives in ``<cache>/.locks/``; the operating system releases it when the holder exits,
+    so a killed worker never blocks the key. Hidden temporary files a killed writer left beside the
+    entry are removed once the lock is held.
+    """
+    locks = path.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{path.name}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            for stale in path.parent.glob(f".{path.name}.*"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save(model: Any, path: str | os.PathLike, key: str = "") -> Path:
@@ -119,6 +179,7 @@ def save(model: Any, path: str | os.PathLike, key: str = "") -> Path:
     model._check_fitted()
     state = {
         "format": FORMAT_VERSION, "key": key, "core": model.core, "readout": model.readout,
+        "interaction": model.interaction, "head": model.head,
         "random_state": model.random_state, "config": model.config_.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.network_.state_dict().items()},
         "n_neurons": model.n_neurons_, "image_shape": list(model.image_shape_),
@@ -165,17 +226,20 @@ def load(path: str | os.PathLike, ds: xr.Dataset | None = None, key: str | None 
     if ds is not None and ds.sizes["neuron"] != n:
         raise ValueError(f"{path}: the model was fitted on {n} neurons but "
                          f"{ds.attrs.get('source', 'the dataset')!r} has {ds.sizes['neuron']}")
-    config = config_from_dict(state["config"])
-    model = ResponseModel(state["core"], state["readout"], int(state["random_state"]),
-                          **{k: v for k, v in config.to_dict().items() if v != getattr(type(config)(), k)})
-    positions = torch.zeros(n, 3) if state["has_positions"] else None  # replaced by the saved buffer
+    components = {k: state.get(k, "none") for k in ("core", "readout", "interaction", "head")}
+    config = config_from_dict(state["config"], **components)
+    model = ResponseModel(random_state=int(state["random_state"]), **components, **config.non_default())
+    model.validate()
+    has_positions = state["has_positions"] or "positions" in state["state_dict"]
+    positions = torch.zeros(n, 3) if has_positions else None  # replaced by the saved buffers
     network = build_network(state["core"], state["readout"], config, n, tuple(state["image_shape"]),
-                            positions=positions)
+                            positions=positions, interaction=components["interaction"], head=components["head"])
     network.load_state_dict(state["state_dict"])  # raises on any missing/extra/misshaped tensor
     coords = _neuron_coords(ds) if ds is not None else {}
     model._set_fitted(network, n, tuple(state["image_shape"]), state["image_mean"], state["image_std"],
                       state["response_scale"], coords)
     model.history_ = json.loads(state["history"])
+    model.cache_key_ = state.get("key", "")
     return model
 
 

@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any, Mapping
 
-#: The cores :func:`v1nb.models.fit` accepts.
-CORES = ("cnn", "rotation", "ln")
-#: The readouts :func:`v1nb.models.fit` accepts.
-READOUTS = ("gaussian", "factorized")
+from v1nb.models.registry import CORES, HEADS, INTERACTIONS, KINDS, READOUTS, load_components
 
 
 @dataclass(frozen=True)
@@ -80,20 +78,76 @@ class ModelConfig:
     tolerance: float = 1e-3  # minimal improvement of the validation correlation that counts (reference: 1e-6)
     validation_fraction: float = 0.1  # share of training trials held out when there is no validation tier
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
-    progress: bool = True  # tqdm progress bar over epochs
+    progress: bool = True  # tqdm progress bar over epochs, shown only on a terminal (never in an executed notebook)
     num_threads: int = 1  # torch CPU threads during fit/predict (0 = leave torch's setting; see the module docstring)
+    trainable: str = "all"  # parameters that train: "all", "readout", "readout+head", "no_core" (all but the core)
+    split: str = "tiers"  # "tiers" (the schema's train/validation/test) or "images:TRAIN,VAL,TEST" fractions of images
+    # --- settings declared by the chosen components (registry.extra_settings), resolved with their defaults
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["extras"] = dict(self.extras)
+        return out
+
+    def get(self, name: str) -> Any:
+        """A setting by name: a field, or a component's extra setting."""
+        if name in self.extras:
+            return self.extras[name]
+        if name == "extras" or not hasattr(self, name):
+            raise KeyError(f"no model setting {name!r} (chosen components declare {sorted(self.extras)})")
+        return getattr(self, name)
+
+    def non_default(self) -> dict[str, Any]:
+        """The settings that differ from their defaults (what a cache key needs)."""
+        defaults = ModelConfig()
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extras" and getattr(self, f.name) != getattr(defaults, f.name)}
+        declared = _extra_defaults(None)
+        out.update({k: v for k, v in self.extras.items() if declared.get(k, object()) != v})
+        return out
 
 
-def valid_keys() -> tuple[str, ...]:
-    """The names :func:`make_config` accepts."""
-    return tuple(f.name for f in dataclasses.fields(ModelConfig))
+def _extra_defaults(components: Mapping[str, str] | None) -> dict[str, Any]:
+    """Extra settings (name → default) of the chosen components, or of every registered one."""
+    load_components()
+    out: dict[str, Any] = {}
+    for kind, registry in KINDS.items():
+        names = registry.names() if components is None else (components.get(kind, "none"),)
+        for name in names:
+            component = registry.get(name) if name in registry else None
+            if component is not None:
+                out.update(component.extra_settings)
+    return out
 
 
-def make_config(**overrides: Any) -> ModelConfig:
+def valid_keys(**components: str) -> tuple[str, ...]:
+    """The names :func:`make_config` accepts (with ``core=``, ``interaction=`` ...: for those components)."""
+    fields = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "extras")
+    return fields + tuple(_extra_defaults(components or None))
+
+
+def _checked(name: str, value: Any, default: Any) -> Any:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise TypeError(f"model setting {name}={value!r} must be {expected.__name__}")
+    return value
+
+
+def make_config(*, core: str | None = None, readout: str | None = None, interaction: str = "none",
+                head: str = "none", **overrides: Any) -> ModelConfig:
     """The default :class:`ModelConfig` with ``overrides`` applied and checked.
+
+    Parameters
+    ----------
+    core, readout, interaction, head : str, optional
+        The chosen components: their extra settings (``registry.Component.extra_settings``) are
+        accepted and resolved with their defaults. Without a core, the extra settings of every
+        registered component are accepted.
+    **overrides
+        Settings by name.
 
     Raises
     ------
@@ -102,20 +156,21 @@ def make_config(**overrides: Any) -> ModelConfig:
     ValueError
         For an out-of-range value.
     """
-    keys = valid_keys()
-    unknown = sorted(set(overrides) - set(keys))
+    chosen = None if core is None else {"core": core, "readout": readout or "gaussian",
+                                        "interaction": interaction, "head": head}
+    extras_default = _extra_defaults(chosen)
+    keys = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "extras")
+    unknown = sorted(set(overrides) - set(keys) - set(extras_default))
     if unknown:
-        raise TypeError(f"unknown model setting(s) {unknown}; valid settings are: {', '.join(keys)}")
+        raise TypeError(f"unknown model setting(s) {unknown}; valid settings are: "
+                        f"{', '.join(keys + tuple(extras_default))}")
     defaults = ModelConfig()
-    clean: dict[str, Any] = {}
-    for name, value in overrides.items():
-        expected = type(getattr(defaults, name))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise TypeError(f"model setting {name}={value!r} must be {expected.__name__}")
-        clean[name] = value
-    config = dataclasses.replace(defaults, **clean)
+    clean = {name: _checked(name, value, getattr(defaults, name))
+             for name, value in overrides.items() if name in keys}
+    extras = dict(extras_default) if chosen is not None else {}
+    extras.update({name: _checked(name, value, extras_default[name])
+                   for name, value in overrides.items() if name in extras_default})
+    config = dataclasses.replace(defaults, **clean, extras=extras)
     _check_ranges(config)
     return config
 
@@ -143,14 +198,39 @@ def _check_ranges(c: ModelConfig) -> None:
         raise ValueError(f"init_mu={c.init_mu!r} must be 'uniform' or 'sta'")
     if c.loss not in ("poisson", "mse"):
         raise ValueError(f"loss={c.loss!r} must be 'poisson' or 'mse'")
+    if c.trainable not in TRAINABLE:
+        raise ValueError(f"trainable={c.trainable!r} must be one of {TRAINABLE}")
+    parse_split(c.split)
 
 
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
-    return value
+#: Which parameters train (``trainable`` setting): a fine-tune typically trains the readout (and head) only.
+TRAINABLE = ("all", "readout", "readout+head", "no_core")
 
 
-def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
+def parse_split(split: str) -> tuple[float, float, float] | None:
+    """``"tiers"`` → None; ``"images:0.8,0.1,0.1"`` → (train, validation, test) fractions of the images.
+
+    Raises
+    ------
+    ValueError
+        For any other form, fractions that are not positive or do not sum to 1.
+    """
+    if split == "tiers":
+        return None
+    expected = "split must be 'tiers' or 'images:TRAIN,VAL,TEST' (fractions of the images summing to 1, e.g. 'images:0.8,0.1,0.1')"
+    if not isinstance(split, str) or not split.startswith("images:"):
+        raise ValueError(f"{expected}, got {split!r}")
+    try:
+        parts = tuple(float(v) for v in split[len("images:"):].split(","))
+    except ValueError:
+        raise ValueError(f"{expected}, got {split!r}") from None
+    if len(parts) != 3 or min(parts) <= 0 or abs(sum(parts) - 1) > 1e-6:
+        raise ValueError(f"{expected}, got {split!r}")
+    return parts  # type: ignore[return-value]
+
+
+def config_from_dict(values: Mapping[str, Any], **components: str) -> ModelConfig:
     """Rebuild a config saved with :meth:`ModelConfig.to_dict` (unknown keys raise)."""
-    return make_config(**dict(values))
+    values = dict(values)
+    extras = dict(values.pop("extras", {}) or {})
+    return make_config(**components, **values, **extras)

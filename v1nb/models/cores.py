@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from v1nb.models.registry import CORES
+
 #: The 3×3 discrete Laplacian used by the input regulariser.
 LAPLACE = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
@@ -135,3 +137,26 @@ def ln_core(layers: int = 3, hidden_channels: int = 32, input_kernel: int = 9, h
     """
     return Stacked2dCore(layers, hidden_channels, input_kernel, hidden_kernel, padding=padding,
                          gamma_input=gamma_input, gamma_hidden=0.0, linear=True)
+
+
+# --- registry lines ---------------------------------------------------------------------------
+_CNN_SETTINGS = ("layers", "hidden_channels", "input_kernel", "hidden_kernel", "depth_separable", "padding",
+                 "gamma_input", "gamma_hidden")
+
+
+@CORES.register("cnn", settings=_CNN_SETTINGS)
+def build_cnn(config) -> Stacked2dCore:
+    """The default core: :class:`Stacked2dCore` with the config's settings."""
+    c = config
+    return Stacked2dCore(c.layers, c.hidden_channels, c.input_kernel, c.hidden_kernel,
+                         depth_separable=c.depth_separable, padding=c.padding,
+                         gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden)
+
+
+@CORES.register("ln", settings=("layers", "hidden_channels", "input_kernel", "hidden_kernel", "padding",
+                                "gamma_input"))
+def build_ln(config) -> Stacked2dCore:
+    """The LN baseline (:func:`ln_core`) with the config's settings."""
+    c = config
+    return ln_core(c.layers, c.hidden_channels, c.input_kernel, c.hidden_kernel, padding=c.padding,
+                   gamma_input=c.gamma_input)

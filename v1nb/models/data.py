@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from v1nb.data.schema import validate
-from v1nb.models.config import ModelConfig
+from v1nb.data.schema import POSITION_COORDS, validate
+from v1nb.models.config import ModelConfig, parse_split
 
 
 class ModelWarning(UserWarning):
@@ -29,13 +29,18 @@ class TrainingData:
 
     Attributes
     ----------
-    images : (n_images, 1, H, W) float32, standardised
+    images : (n_images + 1, 1, H, W) float32, standardised; the last row is a blank (mean-luminance) image
     train_images, val_images : (n_train,), (n_val,) int64 — row of ``images`` per trial
     train_responses, val_responses : (n_train, N), (n_val, N) float32, scaled, NaN = missing
     response_scale : (N,) float32 — divide responses by it, multiply predictions by it
     image_mean, image_std : float
     n_masked : int — NaN responses among the training + validation trials
     validation_source : str — "validation tier" or "held out from train (fraction f)"
+    train_trials, val_trials : (n_train,), (n_val,) int64 — each trial's position in the presentation
+        sequence (index into the dataset's trial axis, which the schema keeps in presentation order)
+    sequence_images : (T,) int64 — row of ``images`` of every trial of the recording in presentation
+        order; blank and unknown stimuli point at the last row, a mean-luminance (zero) image
+    positions : (N, 3) float32 or None — cortical positions as recorded (µm)
     """
 
     images: torch.Tensor
@@ -48,6 +53,10 @@ class TrainingData:
     image_std: float
     n_masked: int
     validation_source: str
+    train_trials: torch.Tensor | None = None
+    val_trials: torch.Tensor | None = None
+    sequence_images: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
     @property
     def n_neurons(self) -> int:
@@ -75,13 +84,92 @@ def check_dataset(ds: xr.Dataset) -> None:
         raise ValueError(f"{source!r} has no 'train' trials with known images: nothing to fit")
 
 
+def apply_split(ds: xr.Dataset, split: str, seed: int) -> xr.Dataset:
+    """``ds`` with its ``tier`` coordinate reassigned by ``split`` (``"tiers"``: unchanged).
+
+    ``"images:TRAIN,VAL,TEST"`` draws whole images (with ``seed``) into train / validation / test in
+    those proportions: every presentation of an image lands in the same tier, so no image is seen
+    in training and scored in testing. Trials without a known image keep their tier. Use it for
+    recordings in which every image is repeated (all "test" under the schema's rule, e.g. a Cowley V4
+    session or a Sensorium test set): the model then trains on the train images' presentations and
+    its test metrics use the held-out images' repeats.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    split : str
+        ``"tiers"`` or ``"images:0.8,0.1,0.1"``.
+    seed : int
+
+    Returns
+    -------
+    xarray.Dataset
+        With ``attrs["split"]`` recording the rule (and the ``repeat`` coordinate renumbered).
+
+    Raises
+    ------
+    ValueError
+        For a malformed ``split`` or fewer than 3 known images.
+    """
+    fractions = parse_split(split)
+    if fractions is None:
+        return ds
+    source = ds.attrs.get("source", "the dataset")
+    ids = ds["image_id"].values
+    images = np.unique(ids[ids >= 0])
+    if len(images) < 3:
+        raise ValueError(f"{source!r}: split={split!r} needs at least 3 known images, found {len(images)}")
+    order = np.random.default_rng(seed).permutation(images)
+    n_train = max(1, int(round(fractions[0] * len(images))))
+    n_val = max(1, int(round(fractions[1] * len(images))))
+    n_train = min(n_train, len(images) - n_val - 1)
+    tier_of = {}
+    for k, image in enumerate(order):
+        tier_of[int(image)] = "train" if k < n_train else "validation" if k < n_train + n_val else "test"
+    tiers = ds["tier"].values.astype(object).copy()
+    known = ids >= 0
+    tiers[known] = [tier_of[int(i)] for i in ids[known]]
+    from v1nb.data.schema import repeat_index
+
+    order_coord = ds["order"].values if "order" in ds.coords else None
+    out = ds.assign_coords(tier=("trial", tiers.astype(str).astype(object)),
+                           repeat=("trial", repeat_index(ids, tiers, order_coord)))
+    out.attrs = {**ds.attrs, "split": split}
+    return out
+
+
+def presentation_rank(ds: xr.Dataset) -> np.ndarray:
+    """Each trial's position in the presentation sequence ``(trial,)``: the rank of ``order`` (or the trial index)."""
+    n = ds.sizes["trial"]
+    if "order" not in ds.coords:
+        return np.arange(n)
+    rank = np.empty(n, np.int64)
+    rank[np.argsort(ds["order"].values, kind="stable")] = np.arange(n)
+    return rank
+
+
+def cortical_positions(ds: xr.Dataset) -> torch.Tensor | None:
+    """Cortical positions ``(N, 3)`` float32 as recorded (µm), or None when the dataset has none."""
+    if not all(c in ds.coords for c in POSITION_COORDS):
+        return None
+    return torch.tensor(np.stack([ds[c].values for c in POSITION_COORDS], 1), dtype=torch.float32)
+
+
+def standardise_positions(positions: torch.Tensor) -> torch.Tensor:
+    """Positions ``(N, 3)`` centred and scaled per axis (an axis without spread is only centred)."""
+    sd = positions.std(0)
+    return (positions - positions.mean(0)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+
+
 def prepare(ds: xr.Dataset, config: ModelConfig, seed: int) -> TrainingData:
     """Split, scale and convert ``ds`` for training.
 
-    Without a validation tier, ``config.validation_fraction`` of the training images (all their
-    trials) are held out for early stopping, chosen with ``seed``, and a :class:`ModelWarning`
-    says so.
+    The split follows ``config.split`` (:func:`apply_split`). Without a validation tier,
+    ``config.validation_fraction`` of the training images (all their trials) are held out for
+    early stopping, chosen with ``seed``, and a :class:`ModelWarning` says so. Trials stay in
+    presentation order.
     """
+    ds = apply_split(ds, config.split, seed)
     check_dataset(ds)
     source = ds.attrs.get("source", "the dataset")
     train = _tier_trials(ds, "train")
@@ -118,8 +206,18 @@ def prepare(ds: xr.Dataset, config: ModelConfig, seed: int) -> TrainingData:
     used = images[np.unique(ds["image_id"].values[train])]
     mean, sd = float(used.mean()), float(used.std())
     sd = sd if sd > 0 else 1.0
+    # one extra, mean-luminance row (zero after standardisation) stands for blank trials in the sequence
+    standardised = np.concatenate([(images - mean) / sd, np.zeros((1, *images.shape[1:]), np.float32)])
+    rank = presentation_rank(ds)
+    all_ids = ds["image_id"].values.astype(np.int64)
+    sequence = np.empty(len(all_ids), np.int64)
+    sequence[rank] = np.where(all_ids >= 0, all_ids, len(images))
     return TrainingData(
-        images=torch.from_numpy((images - mean) / sd)[:, None],
+        images=torch.from_numpy(standardised)[:, None],
+        train_trials=torch.from_numpy(rank[train].astype(np.int64)),
+        val_trials=torch.from_numpy(rank[val].astype(np.int64)),
+        sequence_images=torch.from_numpy(sequence),
+        positions=cortical_positions(ds),
         train_images=torch.from_numpy(ds["image_id"].values[train].astype(np.int64)),
         train_responses=torch.from_numpy(y_train / scale),
         val_images=torch.from_numpy(ds["image_id"].values[val].astype(np.int64)),

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
 from v1nb.models import cache as _cache
-from v1nb.models.model import ResponseModel
+from v1nb.models.model import ResponseModel, parent_fingerprint
+from v1nb.models.objectives import Term, check_terms
 from v1nb.models.training import resolve_device
 
 
 def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian", seed: int = 0, *,
-        use_cache: bool = True, cache_dir: str | os.PathLike | None = None, **config: Any) -> ResponseModel:
+        interaction: str = "none", head: str = "none", parent: ResponseModel | None = None,
+        terms: list[Term] | None = None, use_cache: bool = True, cache_dir: str | os.PathLike | None = None,
+        **settings: Any) -> ResponseModel:
     """Fit (or load from the cache) a core–readout model of ``dataset``.
 
     Parameters
@@ -22,21 +26,30 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
     dataset : xarray.Dataset or str
         A dataset in the v1nb schema, or a spec for :func:`v1nb.data.open_dataset`
         (e.g. ``"twin:quick"``).
-    core : {"cnn", "rotation", "ln"}
-    readout : {"gaussian", "factorized"}
+    core, readout : str
+        Registered names (:mod:`v1nb.models.registry`): "cnn" | "rotation" | "ln", "gaussian" | "factorized".
     seed : int
+        The model's ``random_state``.
+    interaction, head : str
+        An interaction stage / a clustering head, or "none".
+    parent : ResponseModel, optional
+        Start from this fitted model's weights (a fine-tune; its cache key is part of this fit's key).
+    terms : list of Term, optional
+        The training objective (default: prediction loss + regularisation). Terms beyond the default
+        enter the cache key through their ``spec()``.
     use_cache : bool
         Look up and store the fit in the model cache (:mod:`v1nb.models.cache`).
     cache_dir : path, optional
         Defaults to :func:`v1nb.models.cache.cache_dir`.
-    **config
-        Settings of :class:`~v1nb.models.config.ModelConfig`; unknown names raise and list the
-        valid ones.
+    **settings
+        Settings of :class:`~v1nb.models.config.ModelConfig` and of the chosen components; unknown
+        names raise and list the valid ones.
 
     Returns
     -------
     ResponseModel
-        Fitted; ``model.history_`` has the training curve (``"cached": True`` when loaded).
+        Fitted; ``model.history_`` has the training curve (``"cached": True`` when loaded) and
+        ``model.cache_key_`` its key.
 
     Examples
     --------
@@ -48,18 +61,32 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
         from v1nb.data import open_dataset
 
         dataset = open_dataset(dataset)
-    model = ResponseModel(core, readout, seed, **config)  # validates the names and settings first
+    model = ResponseModel(core, readout, seed, interaction=interaction, head=head, **settings)
+    config = model.validate()  # names and settings are checked before anything is fitted
+    if terms is not None:
+        check_terms(list(terms))
     if not use_cache:
-        return model.fit(dataset)
-    device = resolve_device(model.config_.device).type
-    key = _cache.cache_key(dataset, core, readout, seed, model.config_.to_dict(), device)
-    path = Path(cache_dir) if cache_dir is not None else _cache.cache_dir()
-    path = path / f"{core}-{readout}-{key[:32]}.pt"
-    cached = _cache.load_or_none(path, dataset, key)
-    if cached is not None:
-        cached.history_["cached"] = True
-        return cached
-    model.fit(dataset)
-    _cache.save(model, path, key)
-    model.history_["cached"] = False
+        return model.fit(dataset, parent=parent, terms=terms)
+    folder = _cache.check_cache_dir(Path(cache_dir) if cache_dir is not None else _cache.cache_dir())
+    device = resolve_device(config.device).type
+    parent_key = "" if parent is None else (getattr(parent, "cache_key_", "") or parent_fingerprint(parent))
+    key = _cache.cache_key(dataset, {"core": core, "readout": readout, "interaction": interaction, "head": head},
+                           seed, config.non_default(), device,
+                           terms=None if terms is None else [t.spec() for t in terms], parent=parent_key)
+    name = "-".join(part for part in (core, readout, interaction if interaction != "none" else "",
+                                      head if head != "none" else "") if part)
+    path = folder / f"{name}-{key[:32]}.pt"
+    with _cache.entry_lock(path):
+        cached = _cache.load_or_none(path, dataset, key)
+        if cached is not None:
+            cached.history_["cached"] = True
+            return cached
+        model.fit(dataset, parent=parent, terms=terms)
+        model.cache_key_ = key
+        model.history_["cached"] = False
+        try:
+            _cache.save(model, path, key)
+        except OSError as err:  # the fit is done: report the failed write, never lose the model to it
+            warnings.warn(f"could not write the fitted model to the cache ({path}: {err}); it is returned "
+                          "but will be refitted next time", _cache.CacheWarning, stacklevel=2)
     return model

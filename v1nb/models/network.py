@@ -1,7 +1,12 @@
-"""The trainable network: a core, a readout and the positive output nonlinearity.
+"""The trainable network: core → readout → optional interaction stage → output nonlinearity.
 
-``rate = ELU(readout(core(image)) + offset) + 1`` — positive, smooth and nearly linear for large
-drive, the output stage of the Sinz-lab models.
+``rate = ELU(stage(readout(core(image)), context) + offset) + 1`` — positive, smooth and nearly
+linear for large drive, the output stage of the Sinz-lab models. Without an interaction stage
+this is the plain core–readout model. An optional clustering head (``network.head``) lives on the
+readout embeddings: it adds nothing to the forward pass but is part of the state (saved, restored
+at early stopping, reloaded from the cache).
+
+Components are looked up by name in :mod:`v1nb.models.registry`; this module lists none of them.
 """
 
 from __future__ import annotations
@@ -11,52 +16,101 @@ from torch import nn
 from torch.nn import functional as F
 
 from v1nb.models.config import ModelConfig
-from v1nb.models.cores import Stacked2dCore, ln_core
-from v1nb.models.readouts import FactorizedReadout, GaussianReadout
-from v1nb.models.rotation import RotationEquivariantCore
+from v1nb.models.context import Context
+from v1nb.models.data import standardise_positions
+from v1nb.models.registry import CORES, HEADS, INTERACTIONS, READOUTS, load_components
 
 
 class CoreReadout(nn.Module):
-    """(Average-pool by ``downsample``) → core → readout → ``ELU(· + offset) + 1``.
+    """(Average-pool by ``downsample``) → core → readout → [interaction stage] → ``ELU(· + offset) + 1``.
+
+    Parameters
+    ----------
+    core, readout : nn.Module
+    elu_offset : float
+    downsample : int
+    interaction : nn.Module, optional
+        ``(drive (B, N), Context) → (B, N)``.
+    head : nn.Module, optional
+        Clustering head on the embeddings (not used in ``forward``).
+    positions : tensor (N, 3), optional
+        Standardised cortical positions, passed to the stage in the context.
 
     Shapes
     ------
-    ``forward``: ``(B, 1, H, W) → (B, N)`` positive rates.
+    ``forward``: ``(B, 1, H, W)`` [+ Context] ``→ (B, N)`` positive rates.
     """
 
-    def __init__(self, core: nn.Module, readout: nn.Module, elu_offset: float = 0.0, downsample: int = 1):
+    def __init__(self, core: nn.Module, readout: nn.Module, elu_offset: float = 0.0, downsample: int = 1,
+                 interaction: nn.Module | None = None, head: nn.Module | None = None,
+                 positions: torch.Tensor | None = None):
         super().__init__()
         self.core = core
         self.readout = readout
         self.elu_offset = elu_offset
         self.downsample = downsample
+        self.interaction = interaction
+        self.head = head
+        if positions is not None:
+            self.register_buffer("positions", positions.float().clone())
+        else:
+            self.positions = None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def history_lags(self) -> int:
+        """Earlier trials the interaction stage reads (0: the prediction depends on the image only)."""
+        return int(getattr(self.interaction, "history_lags", 0)) if self.interaction is not None else 0
+
+    def drive(self, images: torch.Tensor) -> torch.Tensor:
+        """Readout output before any interaction stage and nonlinearity, ``(B, N)``."""
         if self.downsample > 1:
             # the core's cost grows with pixels²·channels; halving the resolution is 4x cheaper
             images = F.avg_pool2d(images, self.downsample)
-        return F.elu(self.readout(self.core(images)) + self.elu_offset) + 1.0
+        return self.readout(self.core(images))
+
+    def output(self, drive: torch.Tensor) -> torch.Tensor:
+        """The output nonlinearity ``ELU(drive + offset) + 1``."""
+        return F.elu(drive + self.elu_offset) + 1.0
+
+    def feedforward(self, images: torch.Tensor) -> torch.Tensor:
+        """Rates without the interaction stage ``(B, N)``: what the history of a temporal stage is made of."""
+        return self.output(self.drive(images))
+
+    def forward(self, images: torch.Tensor, context: Context | None = None) -> torch.Tensor:
+        drive = self.drive(images)
+        if self.interaction is None:
+            return self.output(drive)
+        context = context or Context()
+        context = context.with_(embedding=self.readout.embedding(),
+                                positions=context.positions if context.positions is not None else self.positions)
+        out = self.interaction(drive, context)
+        return out if getattr(self.interaction, "outputs_rates", False) else self.output(out)
+
+    def embedding(self) -> torch.Tensor:
+        """The readout embeddings ``(N, C)``."""
+        return self.readout.embedding()
 
     def regularizer(self) -> torch.Tensor:
-        return self.core.regularizer() + self.readout.regularizer()
+        reg = self.core.regularizer() + self.readout.regularizer()
+        if self.interaction is not None and hasattr(self.interaction, "regularizer"):
+            reg = reg + self.interaction.regularizer()
+        return reg
 
-
-def build_core(core: str, config: ModelConfig) -> nn.Module:
-    """The core named ``core`` ("cnn", "rotation" or "ln") with the config's settings."""
-    c = config
-    if core == "cnn":
-        return Stacked2dCore(c.layers, c.hidden_channels, c.input_kernel, c.hidden_kernel,
-                             depth_separable=c.depth_separable, padding=c.padding,
-                             gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden)
-    if core == "ln":
-        return ln_core(c.layers, c.hidden_channels, c.input_kernel, c.hidden_kernel,
-                       padding=c.padding, gamma_input=c.gamma_input)
-    if core == "rotation":
-        return RotationEquivariantCore(c.layers, c.rotation_features, c.rotations, c.input_kernel,
-                                       c.hidden_kernel, c.basis_order, padding=c.padding,
-                                       gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden,
-                                       hidden_features=c.rotation_hidden_features)
-    raise ValueError(f"core={core!r} is not one of ('cnn', 'rotation', 'ln')")
+    def parameter_groups(self, trainable: str) -> list[nn.Parameter]:
+        """The parameters that train under the ``trainable`` setting (see :data:`v1nb.models.config.TRAINABLE`)."""
+        parts = {"all": (self,), "readout": (self.readout,),
+                 "readout+head": tuple(m for m in (self.readout, self.head) if m is not None),
+                 "no_core": tuple(m for m in (self.readout, self.interaction, self.head) if m is not None)}
+        if trainable not in parts:
+            raise ValueError(f"trainable={trainable!r} must be one of {tuple(parts)}")
+        seen: set[int] = set()
+        out = []
+        for module in parts[trainable]:
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
 
 
 def core_output_shape(core: nn.Module, image_shape: tuple[int, int]) -> tuple[int, int, int]:
@@ -80,57 +134,53 @@ def core_output_shape(core: nn.Module, image_shape: tuple[int, int]) -> tuple[in
     return tuple(out.shape[1:])  # type: ignore[return-value]
 
 
+def embedding_layout(core: nn.Module, n_channels: int) -> tuple[tuple[str, ...], tuple[int, ...], dict]:
+    """Named axes of one neuron's embedding: the core's ``embedding_layout`` or ``("feature",)``."""
+    if hasattr(core, "embedding_layout"):
+        return core.embedding_layout(n_channels)
+    return ("feature",), (n_channels,), {}
+
+
 def build_network(core: str, readout: str, config: ModelConfig, n_neurons: int,
                   image_shape: tuple[int, int], bias: torch.Tensor | None = None,
                   positions: torch.Tensor | None = None,
                   generator: torch.Generator | None = None,
-                  rf_pixels: torch.Tensor | None = None) -> CoreReadout:
-    """Assemble a :class:`CoreReadout` (parameters initialised from the global torch RNG).
+                  rf_pixels: torch.Tensor | None = None,
+                  interaction: str = "none", head: str = "none") -> CoreReadout:
+    """Assemble a :class:`CoreReadout` from registered components (parameters from the global torch RNG).
 
     Parameters
     ----------
     core, readout : str
+        Names in :data:`~v1nb.models.registry.CORES` / :data:`~v1nb.models.registry.READOUTS`.
     config : ModelConfig
     n_neurons : int
     image_shape : (H, W)
     bias : tensor (N,), optional
         Initial readout biases.
     positions : tensor (N, 3), optional
-        Cortical positions for the Gaussian readout's position predictor.
+        Cortical positions as recorded (the position predictor standardises them itself; interaction
+        stages get them standardised per axis).
     generator : torch.Generator, optional
         Randomness of the readout during training.
     rf_pixels : tensor (N, 2), optional
         Receptive-field centres in image pixels (x, y): the Gaussian readout starts there.
+    interaction, head : str
+        Names in :data:`~v1nb.models.registry.INTERACTIONS` / :data:`~v1nb.models.registry.HEADS`, or "none".
     """
-    core_net = build_core(core, config)
+    load_components()
+    core_net = CORES[core].build(config)
     d = config.downsample
     if image_shape[0] < d or image_shape[1] < d:
         raise ValueError(f"downsample={d} is larger than the images {image_shape}")
     channels, h, w = core_output_shape(core_net, (image_shape[0] // d, image_shape[1] // d))
-    if readout == "gaussian":
-        mu = None if rf_pixels is None else pixels_to_grid(rf_pixels, config, (h, w))
-        ro: nn.Module = GaussianReadout(channels, n_neurons, bias=bias, init_mu_range=config.init_mu_range, mu=mu,
-                                        init_sigma=config.init_sigma, gamma_readout=config.gamma_readout,
-                                        positions=positions, generator=generator)
-    elif readout == "factorized":
-        if positions is not None:
-            raise ValueError("position_predictor=True needs readout='gaussian' (the factorized readout has no position)")
-        ro = FactorizedReadout(channels, n_neurons, (h, w), bias=bias, gamma_readout=config.gamma_readout,
-                               generator=generator)
-    else:
-        raise ValueError(f"readout={readout!r} is not one of ('gaussian', 'factorized')")
-    return CoreReadout(core_net, ro, config.elu_offset, config.downsample)
-
-
-def pixels_to_grid(pixels: torch.Tensor, config: ModelConfig, output_shape: tuple[int, int]) -> torch.Tensor:
-    """Image pixel positions ``(N, 2)`` (x, y) → readout grid coordinates in [−1, 1] of the core output.
-
-    Accounts for the input downsampling and for the border that valid convolutions cut off
-    (``Σ (k − 1) / 2`` pixels per side).
-    """
-    d = config.downsample
-    border = 0 if config.padding else (config.input_kernel - 1) // 2 + (config.layers - 1) * (config.hidden_kernel - 1) // 2
-    h, w = output_shape
-    q = (pixels + 0.5) / d - 0.5 - border
-    size = torch.tensor([max(w - 1, 1), max(h - 1, 1)], dtype=q.dtype)
-    return (2 * q / size - 1).clamp(-0.95, 0.95)
+    ro = READOUTS[readout].build(config, channels, n_neurons, (h, w), bias=bias, positions=positions,
+                                 generator=generator, rf_pixels=rf_pixels)
+    stage_entry, head_entry = INTERACTIONS.get(interaction), HEADS.get(head)
+    standardised = standardise_positions(positions) if positions is not None else None
+    stage = stage_entry.build(config, n_neurons, channels, standardised) if stage_entry is not None else None
+    _, shape, _ = embedding_layout(core_net, channels)
+    head_net = head_entry.build(config, shape) if head_entry is not None else None
+    keep_positions = standardised if stage is not None else None
+    return CoreReadout(core_net, ro, config.elu_offset, config.downsample, interaction=stage, head=head_net,
+                       positions=keep_positions)

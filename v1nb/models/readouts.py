@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from v1nb.models.registry import READOUTS
+
 
 class PositionPredictor(nn.Module):
     """MLP from cortical position to readout position: ``(N, 3) → (N, 2)`` in ``(−1, 1)``.
@@ -108,6 +110,14 @@ class GaussianReadout(nn.Module):
     def regularizer(self) -> torch.Tensor:
         return self.gamma_readout * self.features.abs().sum()
 
+    def embedding(self) -> torch.Tensor:
+        """The neurons' embeddings: feature weights ``(N, C)``."""
+        return self.features
+
+    def position(self) -> torch.Tensor:
+        """Readout positions ``(N, 2)`` (x, y) in grid units [−1, 1]."""
+        return self.mu
+
 
 class FactorizedReadout(nn.Module):
     """Per-neuron spatial mask × feature vector (Klindt et al. 2017).
@@ -150,3 +160,49 @@ class FactorizedReadout(nn.Module):
 
     def regularizer(self) -> torch.Tensor:
         return self.gamma_readout * (self.masks.abs().flatten(1).sum(1) * self.features.abs().sum(1)).sum()
+
+    def embedding(self) -> torch.Tensor:
+        """The neurons' embeddings: feature weights ``(N, C)``."""
+        return self.features
+
+    def position(self) -> None:
+        """None: a full spatial mask has no single position."""
+        return None
+
+
+# --- registry lines ---------------------------------------------------------------------------
+def pixels_to_grid(pixels: torch.Tensor, config, output_shape: tuple[int, int]) -> torch.Tensor:
+    """Image pixel positions ``(N, 2)`` (x, y) → readout grid coordinates in [−1, 1] of the core output.
+
+    Accounts for the input downsampling and for the border that valid convolutions cut off
+    (``Σ (k − 1) / 2`` pixels per side).
+    """
+    d = config.downsample
+    border = 0 if config.padding else (config.input_kernel - 1) // 2 + (config.layers - 1) * (config.hidden_kernel - 1) // 2
+    h, w = output_shape
+    q = (pixels + 0.5) / d - 0.5 - border
+    size = torch.tensor([max(w - 1, 1), max(h - 1, 1)], dtype=q.dtype)
+    return (2 * q / size - 1).clamp(-0.95, 0.95)
+
+
+@READOUTS.register("gaussian", settings=("init_mu", "init_mu_range", "init_sigma", "gamma_readout",
+                                         "position_predictor"))
+def build_gaussian(config, in_channels: int, n_neurons: int, spatial_shape: tuple[int, int], *,
+                   bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None, rf_pixels: torch.Tensor | None = None) -> GaussianReadout:
+    """:class:`GaussianReadout`; ``positions`` only with ``position_predictor=True``; starts at ``rf_pixels`` when given."""
+    mu = None if rf_pixels is None else pixels_to_grid(rf_pixels, config, spatial_shape)
+    return GaussianReadout(in_channels, n_neurons, bias=bias, init_mu_range=config.init_mu_range, mu=mu,
+                           init_sigma=config.init_sigma, gamma_readout=config.gamma_readout,
+                           positions=positions if config.position_predictor else None, generator=generator)
+
+
+@READOUTS.register("factorized", settings=("gamma_readout",))
+def build_factorized(config, in_channels: int, n_neurons: int, spatial_shape: tuple[int, int], *,
+                     bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None, rf_pixels: torch.Tensor | None = None) -> FactorizedReadout:
+    """:class:`FactorizedReadout` (no position: ``position_predictor`` and ``init_mu`` do not apply)."""
+    if config.position_predictor:
+        raise ValueError("position_predictor=True needs readout='gaussian' (the factorized readout has no position)")
+    return FactorizedReadout(in_channels, n_neurons, spatial_shape, bias=bias, gamma_readout=config.gamma_readout,
+                             generator=generator)

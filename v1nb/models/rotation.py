@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from v1nb.models.cores import group_sparsity, laplace_l2
+from v1nb.models.registry import CORES
 
 
 def hermite_basis(kernel: int, order: int, rotations: int) -> torch.Tensor:
@@ -171,6 +172,17 @@ class RotationEquivariantCore(nn.Module):
         w = torch.einsum("rosik,rkyx->rosiyx", rolled, basis)
         return w.reshape(R * F_out, R * coef.shape[2], *basis.shape[-2:])
 
+    def embedding_layout(self, n_channels: int) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, np.ndarray]]:
+        """How a readout's ``R·F`` channel weights split: dims ``(rotation, feature)``, shape ``(R, F)``, coords.
+
+        Channels are rotation-major, so the weight vector reshapes to ``(R, F)``; coordinate
+        ``rotation_deg`` gives each orientation's angle.
+        """
+        if n_channels != self.out_channels:
+            raise ValueError(f"{n_channels} channel weights, but this core has {self.out_channels} channels")
+        R = self.rotations
+        return ("rotation", "feature"), (R, n_channels // R), {"rotation_deg": ("rotation", 360.0 * np.arange(R) / R)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer, norm in enumerate(self.norms):
             x = F.elu(norm(F.conv2d(x, self.weight(layer), padding=self.paddings[layer])))
@@ -189,3 +201,15 @@ def rotation_axis_view(x: torch.Tensor, rotations: int) -> torch.Tensor:
     """Split rotation-major channels: ``(..., R·F, ...)`` at dim 1 → ``(B, R, F, H, W)``."""
     b, c, h, w = x.shape
     return x.view(b, rotations, c // rotations, h, w)
+
+
+@CORES.register("rotation", settings=("layers", "rotation_features", "rotations", "input_kernel", "hidden_kernel",
+                                      "basis_order", "padding", "gamma_input", "gamma_hidden",
+                                      "rotation_hidden_features"))
+def build_rotation(config) -> RotationEquivariantCore:
+    """:class:`RotationEquivariantCore` with the config's settings."""
+    c = config
+    return RotationEquivariantCore(c.layers, c.rotation_features, c.rotations, c.input_kernel,
+                                   c.hidden_kernel, c.basis_order, padding=c.padding,
+                                   gamma_input=c.gamma_input, gamma_hidden=c.gamma_hidden,
+                                   hidden_features=c.rotation_hidden_features)

@@ -9,6 +9,11 @@ than ``tolerance`` for
 ``lr_decay_factor``; after ``max_lr_decays`` decays the next plateau ends training (with the best
 weights restored).
 
+The objective is a sum of named terms (:mod:`v1nb.models.objectives`); each is logged per epoch.
+``config.trainable`` chooses the parameters that train (a frozen core also keeps its batch-norm
+statistics). A network with a temporal interaction stage sees its own earlier feed-forward
+predictions (:class:`v1nb.models.context.History`), recomputed at every epoch start.
+
 Reproducibility: every random choice (initialisation, batch order, readout position samples)
 comes from ``seed``; on CPU with the same thread count the same seed gives the same weights.
 """
@@ -23,12 +28,14 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: drawn on a terminal only (disable=None), never in an executed notebook
 
 from v1nb.metrics import _corr
 from v1nb.models.config import ModelConfig
+from v1nb.models.context import Context, History
 from v1nb.models.data import TrainingData
 from v1nb.models.network import CoreReadout
+from v1nb.models.objectives import Batch, Term, check_terms, default_terms, mse_loss, poisson_loss  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -56,45 +63,107 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def poisson_loss(rates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Σ (ŷ − y log(ŷ + 1e-8)) over observed entries (NaN targets are skipped)."""
-    observed = ~torch.isnan(targets)
-    y = torch.where(observed, targets, torch.zeros_like(targets))
-    return torch.where(observed, rates - y * torch.log(rates + 1e-8), torch.zeros_like(rates)).sum()
-
-
-def mse_loss(rates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Σ (ŷ − y)² over observed entries."""
-    observed = ~torch.isnan(targets)
-    return torch.where(observed, rates - torch.nan_to_num(targets), torch.zeros_like(rates)).pow(2).sum()
-
-
 def predict_batches(network: CoreReadout, images: torch.Tensor, image_index: torch.Tensor,
-                    device: torch.device, batch_size: int = 256, channels_last: bool = False) -> torch.Tensor:
-    """Rates ``(len(image_index), N)`` (scaled units) in evaluation mode, on CPU."""
+                    device: torch.device, batch_size: int = 256, channels_last: bool = False,
+                    trials: torch.Tensor | None = None, history: History | None = None) -> torch.Tensor:
+    """Rates ``(len(image_index), N)`` (scaled units) in evaluation mode, on CPU.
+
+    ``trials`` (positions in the presentation sequence) and ``history`` are passed to an interaction
+    stage that reads earlier trials.
+    """
     was_training = network.training
     network.eval()
     out = []
+    lags = network.history_lags
     with torch.no_grad():
         for start in range(0, len(image_index), batch_size):
             x = images[image_index[start:start + batch_size]].to(device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out.append(network(x).cpu())
+            if network.interaction is None:
+                out.append(network(x).cpu())
+                continue
+            context = Context()
+            if trials is not None:
+                t = trials[start:start + batch_size].to(device)
+                context = Context(trial=t, history=history.lagged(t, lags).to(device) if lags and history else None)
+            out.append(network(x, context).cpu())
     network.train(was_training)
     if not out:
         return torch.zeros(0, 0)
     return torch.cat(out)
 
 
+def sequence_history(network: CoreReadout, images: torch.Tensor, sequence_images: torch.Tensor,
+                     device: torch.device, channels_last: bool = False) -> History:
+    """The network's feed-forward predictions for every trial of the sequence (:class:`History`).
+
+    In evaluation mode the feed-forward prediction depends on the image only, so it is computed
+    once per image and indexed by the sequence.
+    """
+    was_training = network.training
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), 256):
+            x = images[start:start + 256].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(network.feedforward(x).cpu())
+    network.train(was_training)
+    return History(torch.cat(out)[sequence_images])
+
+
 def validation_correlation(network: CoreReadout, data: TrainingData, device: torch.device,
-                           channels_last: bool = False) -> float:
+                           channels_last: bool = False, history: History | None = None) -> float:
     """Mean over neurons of the single-trial correlation on the validation trials."""
-    pred = predict_batches(network, data.images, data.val_images, device, channels_last=channels_last)
+    pred = predict_batches(network, data.images, data.val_images, device, channels_last=channels_last,
+                           trials=data.val_trials, history=history)
     return float(np.mean(_corr(data.val_responses.double().numpy(), pred.double().numpy())))
 
 
-def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generator: torch.Generator) -> dict[str, Any]:
+class Trainer:
+    """The state of one training run, handed to objective terms and their hooks.
+
+    Attributes
+    ----------
+    network : CoreReadout
+    data : TrainingData
+    config : ModelConfig
+    generator : torch.Generator
+    optimizer : torch.optim.Optimizer
+    device : torch.device
+    step : int
+        Optimiser steps taken so far (0 before the first).
+    epoch : int
+        Current epoch (1-based; 0 before training).
+    history : History or None
+        The network's own feed-forward predictions over the sequence (temporal stages only).
+    """
+
+    def __init__(self, network: CoreReadout, data: TrainingData, config: ModelConfig,
+                 generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.network, self.data, self.config, self.generator = network, data, config, generator
+        self.optimizer, self.device = optimizer, device
+        self.step, self.epoch = 0, 0
+        self.history: History | None = None
+
+    def refresh_history(self) -> None:
+        """Recompute :attr:`history` from the current weights (when the network reads earlier trials)."""
+        if self.network.history_lags > 0:
+            self.history = sequence_history(self.network, self.data.images, self.data.sequence_images,
+                                            self.device, self.config.channels_last)
+
+    def embeddings(self) -> torch.Tensor:
+        """The readout embeddings ``(N, C)`` (with gradient)."""
+        return self.network.embedding()
+
+    def validation_correlation(self) -> float:
+        return validation_correlation(self.network, self.data, self.device, self.config.channels_last, self.history)
+
+
+def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generator: torch.Generator,
+          terms: list[Term] | None = None) -> dict[str, Any]:
     """Train ``network`` in place and return the training history.
 
     Parameters
@@ -104,85 +173,127 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     config : ModelConfig
     generator : torch.Generator
         Batch order (and, held by the readout, position samples).
+    terms : list of Term, optional
+        The objective (default: :func:`~v1nb.models.objectives.default_terms` of ``config.loss``).
 
     Returns
     -------
     dict
-        ``epochs``: list of per-epoch records (``epoch``, ``loss``, ``val_corr``, ``lr``,
-        ``seconds``); ``best_epoch``, ``best_val_corr``, ``lr_decays``, ``stopped`` (reason),
-        ``train_seconds`` (wall, training steps only), ``cpu_seconds`` (process CPU time of the
-        whole loop: the wall time an unshared machine would need at one thread),
-        ``images_per_second`` (forward + backward, wall), ``images_per_cpu_second`` (the same per
-        second of process CPU time: the rate of an unshared machine), ``n_train``, ``n_val``,
-        ``validation_source``, ``n_masked``, ``device``.
+        ``epochs``: list of per-epoch records (``epoch``, ``loss``, ``loss_<term>`` for each term,
+        ``val_corr``, ``lr``, ``seconds``); ``best_epoch``, ``best_val_corr``, ``lr_decays``,
+        ``stopped`` (reason), ``train_seconds`` (wall, training steps only), ``cpu_seconds``
+        (process CPU time of the whole loop: the wall time an unshared machine would need at one
+        thread), ``images_per_second`` (forward + backward, wall), ``images_per_cpu_second`` (the
+        same per second of process CPU time: the rate of an unshared machine), ``n_train``,
+        ``n_val``, ``validation_source``, ``n_masked``, ``device``, ``terms``, ``trainable``.
     """
+    terms = check_terms(list(terms) if terms is not None else default_terms(config.loss))
     device = resolve_device(config.device)
     network.to(device)
     if config.channels_last:
         network.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    loss_fn = poisson_loss if config.loss == "poisson" else mse_loss
+    trainable = network.parameter_groups(config.trainable)
+    trained = {id(p) for p in trainable}
+    frozen = [p for p in network.parameters() if id(p) not in trained and p.requires_grad]
+    for p in frozen:  # no gradients for what does not train (and no wasted backward work)
+        p.requires_grad_(False)
+    core_frozen = not any(id(p) in trained for p in network.core.parameters())
+    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    trainer = Trainer(network, data, config, generator, optimizer, device)
     n_train = len(data.train_images)
     batch = min(config.batch_size, n_train)
-    best = validation_correlation(network, data, device, config.channels_last)
+    trainer.refresh_history()
+    for term in terms:
+        term.on_fit_start(trainer)
+    best = trainer.validation_correlation()
     best_state = copy.deepcopy(network.state_dict())
     history: dict[str, Any] = {
         "epochs": [{"epoch": 0, "loss": float("nan"), "val_corr": best, "lr": config.lr, "seconds": 0.0}],
         "n_train": n_train, "n_val": len(data.val_images), "validation_source": data.validation_source,
-        "n_masked": data.n_masked, "device": str(device),
+        "n_masked": data.n_masked, "device": str(device), "terms": [t.spec() for t in terms],
+        "trainable": config.trainable,
     }
     best_epoch, since_best, decays, lr, reference = 0, 0, 0, config.lr, best
     train_seconds, train_cpu_seconds, images_seen = 0.0, 0.0, 0
     cpu_start = time.process_time()
     stopped = "max_epochs"
-    bar = tqdm(range(1, config.max_epochs + 1), desc="training", disable=not config.progress, leave=False)
-    for epoch in bar:
-        network.train()
-        start = time.perf_counter()
-        cpu_epoch = time.process_time()
-        order = torch.randperm(n_train, generator=generator)
-        total = 0.0
-        for first in range(0, n_train, batch):
-            idx = order[first:first + batch]
-            x = data.images[data.train_images[idx]].to(device)
-            if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = data.train_responses[idx].to(device)
-            scale = math.sqrt(n_train / len(idx))
-            loss = scale * loss_fn(network(x), y) + network.regularizer()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            images_seen += len(idx)
-        train_seconds += time.perf_counter() - start
-        train_cpu_seconds += time.process_time() - cpu_epoch
-        corr = validation_correlation(network, data, device, config.channels_last)
-        history["epochs"].append({"epoch": epoch, "loss": total, "val_corr": corr, "lr": lr,
-                                  "seconds": time.perf_counter() - start})
-        bar.set_postfix(val_corr=f"{corr:.4f}", lr=f"{lr:.2g}")
-        if not math.isfinite(total):
-            stopped = "diverged"
-            break
-        if corr > best:  # the weights to restore: the best seen, however small the gain
-            best, best_epoch = corr, epoch
-            best_state = copy.deepcopy(network.state_dict())
-        if corr > reference + config.tolerance:  # progress that counts against the plateau
-            reference, since_best = corr, 0
-            continue
-        since_best += 1
-        if since_best < config.patience:
-            continue
-        network.load_state_dict(best_state)
-        if decays >= config.max_lr_decays:
-            stopped = "early_stopping"
-            break
-        decays += 1
-        since_best = 0
-        lr *= config.lr_decay_factor
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-    bar.close()
+    lags = network.history_lags
+    bar = tqdm(range(1, config.max_epochs + 1), desc="training", disable=None if config.progress else True,
+               leave=False)
+    try:
+        for epoch in bar:
+            trainer.epoch = epoch
+            network.train()
+            if core_frozen:
+                network.core.eval()  # a frozen core keeps its batch-norm statistics too
+            start = time.perf_counter()
+            cpu_epoch = time.process_time()
+            if epoch > 1:
+                trainer.refresh_history()
+            for term in terms:
+                term.on_epoch_start(trainer)
+            order = torch.randperm(n_train, generator=generator)
+            total = 0.0
+            per_term = {term.name: 0.0 for term in terms}
+            for first in range(0, n_train, batch):
+                idx = order[first:first + batch]
+                x = data.images[data.train_images[idx]].to(device)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = data.train_responses[idx].to(device)
+                if network.interaction is None:
+                    rates = network(x)
+                else:
+                    t = data.train_trials[idx].to(device)
+                    context = Context(trial=t, history=trainer.history.lagged(t, lags).to(device) if lags else None)
+                    rates = network(x, context)
+                step_batch = Batch(rates, y, idx, n_train)
+                values = [term.loss(step_batch, trainer) for term in terms]
+                loss = values[0]
+                for value in values[1:]:
+                    loss = loss + value
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                trainer.step += 1
+                for term in terms:
+                    term.on_step_end(trainer)
+                total += float(loss.detach())
+                for term, value in zip(terms, values):
+                    per_term[term.name] += float(value.detach())
+                images_seen += len(idx)
+            train_seconds += time.perf_counter() - start
+            train_cpu_seconds += time.process_time() - cpu_epoch
+            corr = trainer.validation_correlation()
+            history["epochs"].append({"epoch": epoch, "loss": total,
+                                      **{f"loss_{name}": v for name, v in per_term.items()},
+                                      "val_corr": corr, "lr": lr, "seconds": time.perf_counter() - start})
+            bar.set_postfix(val_corr=f"{corr:.4f}", lr=f"{lr:.2g}")
+            if not math.isfinite(total):
+                stopped = "diverged"
+                break
+            if corr > best:  # the weights to restore: the best seen, however small the gain
+                best, best_epoch = corr, epoch
+                best_state = copy.deepcopy(network.state_dict())
+            if corr > reference + config.tolerance:  # progress that counts against the plateau
+                reference, since_best = corr, 0
+                continue
+            since_best += 1
+            if since_best < config.patience:
+                continue
+            network.load_state_dict(best_state)
+            if decays >= config.max_lr_decays:
+                stopped = "early_stopping"
+                break
+            decays += 1
+            since_best = 0
+            lr *= config.lr_decay_factor
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+    finally:
+        bar.close()
+        for p in frozen:
+            p.requires_grad_(True)
     network.load_state_dict(best_state)
     network.eval()
     history.update(best_epoch=best_epoch, best_val_corr=best, lr_decays=decays, stopped=stopped,

@@ -1,0 +1,356 @@
+"""The seams of v1nb.models that fine-tuning and interaction stages build on (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from v1nb.models import (CORES, INTERACTIONS, READOUTS, CacheWarning, ResponseModel, Term, apply_split,
+                         cross_seed_ari, fit, fit_many, fit_seeds, make_config, stack_embeddings)
+from v1nb.models import cache as model_cache
+from v1nb.models.context import Context, History
+from v1nb.models.registry import Registry
+
+from test_models import FAST, toy_dataset
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return toy_dataset()
+
+
+# ------------------------------------------------------------------------------ registry
+def test_registry_lists_components_and_rejects_unknown():
+    assert {"cnn", "rotation", "ln"} <= set(CORES) and {"gaussian", "factorized"} <= set(READOUTS)
+    assert "none" in INTERACTIONS
+    with pytest.raises(ValueError, match="core='resnet' is not one of"):
+        CORES.check("resnet")
+    reg = Registry("thing")
+    reg.register("a")(lambda config: None)
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("a")(lambda config: None)
+
+
+def test_a_new_core_needs_one_registration_only(ds, tmp_path):
+    """A core registered in a test file is usable by name, with its own extra setting."""
+    from v1nb.models.cores import Stacked2dCore
+
+    name = "tiny_test_core"
+    if name not in CORES:
+        @CORES.register(name, extra_settings={"tiny_channels": 4})
+        def _build(config):
+            return Stacked2dCore(1, config.get("tiny_channels"), 5, 3, padding=True)
+    model = fit(ds, name, "gaussian", seed=0, use_cache=False, tiny_channels=3, **FAST)
+    assert model.embeddings().sizes["feature"] == 3
+    with pytest.raises(TypeError, match="tiny_channels"):
+        fit(ds, "cnn", "gaussian", tiny_channels=3, use_cache=False)  # not a setting of the cnn core
+
+
+# ---------------------------------------------------------------------- sklearn contract
+def test_response_model_follows_the_sklearn_contract(ds):
+    from sklearn.base import clone
+
+    model = ResponseModel("cnn", "gaussian", random_state=3, lr=0.01, batch_size=32)
+    params = model.get_params()
+    assert params["random_state"] == 3 and params["lr"] == 0.01 and params["batch_size"] == 32
+    twin = clone(model)
+    assert twin.get_params() == params and twin is not model
+    model.set_params(random_state=4, lr=0.02)
+    assert model.random_state == 4 and model.settings["lr"] == 0.02
+    bad = ResponseModel("cnn", "gaussian", 0, lr="fast")  # stored as given ...
+    with pytest.raises(TypeError, match="lr='fast' must be float"):
+        bad.fit(ds)  # ... and checked in fit
+
+
+def test_save_and_load_on_the_model(ds, tmp_path):
+    model = ResponseModel("rotation", "gaussian", 0, **FAST).fit(ds)
+    path = model.save(tmp_path / "m.pt")
+    again = ResponseModel.load(path, ds)
+    np.testing.assert_array_equal(again.predict(ds).values, model.predict(ds).values)
+    assert again.embeddings().dims == ("neuron", "rotation", "feature")  # the rotation core's layout
+
+
+# ---------------------------------------------------------------------- objective terms
+class EmbeddingNorm(Term):
+    """A toy extra term: pulls the embeddings towards unit norm (enough to change the fit)."""
+
+    name = "norm"
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+        self.calls = {"fit": 0, "epoch": 0, "step": 0}
+
+    def loss(self, batch, trainer):
+        return self.weight * (trainer.embeddings().norm(dim=1) - 1).pow(2).sum()
+
+    def on_fit_start(self, trainer):
+        self.calls["fit"] += 1
+
+    def on_epoch_start(self, trainer):
+        self.calls["epoch"] += 1
+
+    def on_step_end(self, trainer):
+        self.calls["step"] += 1
+
+
+def test_terms_are_summed_logged_and_hooked(ds):
+    term = EmbeddingNorm(10.0)
+    model = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds, terms=None)
+    from v1nb.models.objectives import PredictionLoss, Regularisation
+
+    tuned = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds, terms=[PredictionLoss(), Regularisation(), term])
+    epoch = tuned.history_["epochs"][1]
+    assert {"loss_prediction", "loss_regularisation", "loss_norm"} <= set(epoch)
+    assert epoch["loss"] == pytest.approx(epoch["loss_prediction"] + epoch["loss_regularisation"] + epoch["loss_norm"],
+                                          rel=1e-5)
+    n_epochs = len(tuned.history_["epochs"]) - 1
+    assert term.calls["fit"] == 1 and term.calls["epoch"] == n_epochs and term.calls["step"] > n_epochs
+    norms = tuned.embeddings().values
+    assert abs(np.linalg.norm(norms, axis=1).mean() - 1) < abs(np.linalg.norm(model.embeddings().values, axis=1).mean() - 1)
+    with pytest.raises(ValueError, match="share the name"):
+        ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds, terms=[PredictionLoss(), PredictionLoss()])
+
+
+def test_default_terms_reproduce_the_plain_objective(ds):
+    from v1nb.models.objectives import default_terms
+
+    plain = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    explicit = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds, terms=default_terms("poisson"))
+    np.testing.assert_array_equal(plain.predict(ds).values, explicit.predict(ds).values)
+
+
+@pytest.mark.parametrize("trainable, changed, fixed", [
+    ("readout", ("readout",), ("core",)),
+    ("no_core", ("readout",), ("core",)),
+    ("all", ("readout", "core"), ()),
+])
+def test_trainable_chooses_the_parameters_that_train(ds, trainable, changed, fixed):
+    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    child = ResponseModel("cnn", "gaussian", 1, trainable=trainable, **FAST).fit(ds, parent=parent)
+    for part in changed:
+        a = dict(getattr(parent.network_, part).state_dict())
+        b = dict(getattr(child.network_, part).state_dict())
+        assert any(not torch.equal(a[k], b[k]) for k in a), part
+    for part in fixed:  # a frozen core keeps its weights *and* its batch-norm statistics
+        a = getattr(parent.network_, part).state_dict()
+        b = getattr(child.network_, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    assert child.n_parameters() == parent.n_parameters()  # requires_grad restored after training
+    assert child.history_["parent"]
+
+
+def test_finetune_with_a_head_is_served_from_the_cache(ds, tmp_path):
+    """The clustering head is part of the state: saved, restored, reloaded (target shape included)."""
+
+    class Target(Term):
+        name = "target"
+
+        def loss(self, batch, trainer):
+            return 0.0 * trainer.network.head.centres.sum()
+
+        def on_fit_start(self, trainer):
+            head = trainer.network.head
+            head.init_centres(trainer.embeddings().detach(), n_init=2, random_state=0)
+            head.update_target(trainer.embeddings().detach())
+
+    from v1nb.models.objectives import default_terms
+
+    parent = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    terms = default_terms("poisson") + [Target()]
+    child = fit(ds, "cnn", "gaussian", seed=0, head="dec", n_clusters=2, parent=parent, terms=terms,
+                trainable="readout+head", cache_dir=tmp_path, **FAST)
+    assert child.history_["cached"] is False and child.network_.head.target.shape == (ds.sizes["neuron"], 2)
+    again = fit(ds, "cnn", "gaussian", seed=0, head="dec", n_clusters=2, parent=parent, terms=terms,
+                trainable="readout+head", cache_dir=tmp_path, **FAST)
+    assert again.history_["cached"] is True
+    torch.testing.assert_close(again.network_.head.target, child.network_.head.target)
+    np.testing.assert_array_equal(again.predict(ds).values, child.predict(ds).values)
+    # another parent, another key
+    other_parent = fit(ds, "cnn", "gaussian", seed=1, cache_dir=tmp_path, **FAST)
+    other = fit(ds, "cnn", "gaussian", seed=0, head="dec", n_clusters=2, parent=other_parent, terms=terms,
+                trainable="readout+head", cache_dir=tmp_path, **FAST)
+    assert other.history_["cached"] is False
+
+
+# ---------------------------------------------------------------------- context and order
+class LastTrial(nn.Module):
+    """A toy temporal stage: drive minus w · (prediction of the previous trial)."""
+
+    history_lags = 1
+
+    def __init__(self, n_neurons):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(n_neurons))
+        self.seen: list[Context] = []
+
+    def forward(self, drive, context):
+        self.seen.append(context)
+        if context.history is None:
+            return drive
+        return drive - self.w * context.history[:, 0]
+
+    def regularizer(self):
+        return self.w.sum() * 0
+
+
+if "last_trial_test" not in INTERACTIONS:
+    INTERACTIONS.register("last_trial_test")(lambda config, n, dim, positions: LastTrial(n))
+
+
+def test_history_holds_own_earlier_predictions_only():
+    preds = torch.arange(12.0).reshape(4, 3)  # trial t predicts t*3 + neuron
+    lagged = History(preds).lagged(torch.tensor([0, 2, 3]), 2)
+    assert lagged.shape == (3, 2, 3)
+    np.testing.assert_array_equal(lagged[0].numpy(), 0)  # nothing before the first trial
+    np.testing.assert_array_equal(lagged[1, 0].numpy(), preds[1].numpy())
+    np.testing.assert_array_equal(lagged[2, 1].numpy(), preds[1].numpy())
+
+
+def test_a_temporal_stage_sees_trial_positions_history_and_positions(ds):
+    model = ResponseModel("cnn", "gaussian", 0, interaction="last_trial_test", **FAST).fit(ds)
+    stage = model.network_.interaction
+    seen = [c for c in stage.seen if c.trial is not None]
+    assert seen and all(c.history is not None and c.history.shape[1] == 1 for c in seen)
+    assert all(c.positions is not None and c.positions.shape == (ds.sizes["neuron"], 3) for c in seen)
+    assert all(c.embedding is not None for c in seen)
+    stage.seen.clear()
+    pred = model.predict(ds, "test")
+    assert pred.sizes["trial"] == int((ds["tier"] == "test").sum())
+    trials = torch.cat([c.trial for c in stage.seen if c.trial is not None])
+    assert sorted(trials.tolist()) == sorted(np.flatnonzero(ds["tier"].values == "test").tolist())
+
+
+# ----------------------------------------------------------------------------- split
+def test_split_by_images_keeps_images_whole(ds):
+    all_test = ds.assign_coords(tier=("trial", np.array(["test"] * ds.sizes["trial"], dtype=object)))
+    with pytest.raises(ValueError, match="no 'train' trials"):
+        ResponseModel("cnn", "gaussian", 0, **FAST).fit(all_test)
+    split = apply_split(all_test, "images:0.8,0.1,0.1", seed=0)
+    tiers = split["tier"].values
+    for image in np.unique(split["image_id"].values):
+        assert len(set(tiers[split["image_id"].values == image])) == 1  # never both sides
+    assert {"train", "validation", "test"} == set(tiers) and split.attrs["split"] == "images:0.8,0.1,0.1"
+    model = ResponseModel("cnn", "gaussian", 0, split="images:0.8,0.1,0.1", **FAST).fit(all_test)
+    assert model.predict(split, "test").sizes["trial"] == int((tiers == "test").sum())
+    for bad in ("images:0.8,0.3", "images:a,b,c", "random", "images:0.9,0.1,0"):
+        with pytest.raises(ValueError, match="split must be"):
+            make_config(split=bad)
+
+
+# ------------------------------------------------------------------------------- cache
+def test_cache_key_ignores_defaults_and_ground_truth_coordinates(ds, tmp_path):
+    components = {"core": "cnn", "readout": "gaussian"}
+    base = model_cache.cache_key(ds, components, 0, make_config().non_default(), "cpu")
+    assert make_config(lr=0.015).non_default() == {}  # a default given explicitly is no difference
+    assert model_cache.cache_key(ds, components, 0, make_config(lr=0.015).non_default(), "cpu") == base
+    assert model_cache.cache_key(ds, components, 0, make_config(lr=0.01).non_default(), "cpu") != base
+    wobbly = ds.assign_coords(true_rf_x=ds["true_rf_x"] + 1e-12)  # last bits of a ground-truth coordinate
+    assert model_cache.cache_key(wobbly, components, 0, {}, "cpu") == base
+    moved = ds.copy(deep=True)
+    moved["responses"].values[0, 0] += 1
+    assert model_cache.cache_key(moved, components, 0, {}, "cpu") != base
+    assert model_cache.cache_key(ds, components, 0, {}, "cpu", parent="abc") != base
+
+
+def test_a_fit_under_one_thread_is_found_under_two(tmp_path):
+    """Subprocesses with OMP_NUM_THREADS=1 and 2 share one cache entry of the same twin fit."""
+    script = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        from v1nb.data import twin
+        from v1nb.models import fit
+        m = fit(twin("quick", seed=0), "cnn", "gaussian", seed=0, cache_dir={str(tmp_path)!r}, max_epochs=1,
+                layers=1, hidden_channels=4, num_threads=0)
+        print("CACHED", m.history_["cached"])
+    """)
+    out = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out.append(run.stdout.strip().splitlines()[-1])
+    assert out == ["CACHED False", "CACHED True"]
+
+
+def test_unusable_cache_folder_is_reported_before_fitting(ds, tmp_path, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    monkeypatch.setenv("V1NB_CACHE", str(a_file))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="V1NB_CACHE .* is a file, not a folder"):
+        fit(ds, "cnn", "gaussian", **FAST)
+    assert time.perf_counter() - start < 5  # before any training
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    if os.access(read_only, os.W_OK):  # root ignores permissions: make the write itself fail instead
+        read_only.chmod(0o700)
+        monkeypatch.setattr(model_cache.tempfile, "NamedTemporaryFile",
+                            lambda **kw: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setenv("V1NB_CACHE", str(read_only))
+    with pytest.raises(PermissionError, match="not writable"):
+        fit(ds, "cnn", "gaussian", **FAST)
+
+
+def test_a_failed_cache_write_does_not_lose_the_fit(ds, tmp_path, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_cache, "save", broken_save)
+    with pytest.warns(CacheWarning, match="could not write"):
+        model = fit(ds, "cnn", "gaussian", cache_dir=tmp_path, **FAST)
+    assert model.predict(ds).sizes["neuron"] == ds.sizes["neuron"]
+
+
+def test_a_killed_fit_leaves_no_entry_and_the_next_call_retrains(tmp_path):
+    script = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        from v1nb.data import twin
+        from v1nb.models import fit
+        print("START", flush=True)
+        fit(twin("quick", seed=0), "cnn", "gaussian", seed=0, cache_dir={str(tmp_path)!r}, max_epochs=50,
+            patience=50, batch_size=8)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "START"
+    time.sleep(4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not list(tmp_path.glob("*.pt"))  # nothing that looks like an entry
+    (tmp_path / ".cnn-gaussian-stale.pt.tmp1").write_text("half-written")
+    from v1nb.data import twin
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = fit(twin("quick", seed=0), "cnn", "gaussian", seed=0, cache_dir=tmp_path, max_epochs=1,
+                    layers=1, hidden_channels=4)
+    assert model.history_["cached"] is False and len(list(tmp_path.glob("*.pt"))) == 1
+
+
+# ---------------------------------------------------------------------------- parallel
+def test_fit_seeds_in_workers_matches_in_process_fits(ds, tmp_path):
+    models = fit_seeds(ds, "cnn", "gaussian", seeds=[0, 1], n_jobs=2, cache_dir=tmp_path, **FAST)
+    assert [m.random_state for m in models] == [0, 1]
+    alone = fit(ds, "cnn", "gaussian", seed=1, use_cache=False, **FAST)
+    np.testing.assert_array_equal(models[1].predict(ds).values, alone.predict(ds).values)  # same seed, same numbers
+    stacked = stack_embeddings(models)
+    assert stacked.dims == ("seed", "neuron", "feature") and list(stacked["seed"].values) == [0, 1]
+    ari = cross_seed_ari(models, n_clusters=2)
+    assert ari.sizes["pair"] == 1 and -1 <= ari.attrs["mean"] <= 1
+    with pytest.raises(ValueError, match="distinct"):
+        fit_seeds(ds, seeds=[0, 0])
+
+
+def test_fit_many_validates_every_job_first(ds, tmp_path):
+    with pytest.raises(ValueError, match="core='nope'"):
+        fit_many(ds, [{"core": "cnn", **FAST}, {"core": "nope"}], n_jobs=2, cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*.pt"))

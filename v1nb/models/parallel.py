@@ -1,0 +1,191 @@
+"""Several fits at once: seeds and variants in parallel worker processes, and what to do with them.
+
+:func:`fit_many` runs a list of fits (any mix of cores, readouts, stages, settings and seeds) in
+worker processes, one torch thread each and as many as the machine has cores: on a small CPU box
+two single-thread fits side by side use it far better than one fit with two threads. Each worker
+fits through :func:`v1nb.models.fit`, so every fit is cached under its own key (and found again by
+any later process, whatever its thread count); the parent process then loads the fitted models
+from the cache. Where CUDA is present the fits run one after another in this process, on the GPU.
+
+:func:`fit_seeds` is the common case (one model, several seeds); :func:`stack_embeddings` puts
+their embeddings along a ``seed`` dimension and :func:`cross_seed_ari` measures how consistent
+k-means clusters of the embeddings are across seeds (Turishcheva et al. 2024).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from v1nb.models.model import ResponseModel
+
+_WORKER_DATA: xr.Dataset | None = None
+
+
+def _init_worker(ds: xr.Dataset) -> None:
+    global _WORKER_DATA
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER_DATA = ds
+
+
+def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str]:
+    from v1nb.models import cache as _cache
+    from v1nb.models.fit import fit
+
+    model = fit(_WORKER_DATA, cache_dir=cache_dir, **job)
+    folder = Path(cache_dir) if cache_dir else _cache.cache_dir()
+    matches = sorted(folder.glob(f"*-{model.cache_key_[:32]}.pt"))
+    return str(matches[0]) if matches else "", model.cache_key_
+
+
+def _check_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    job = dict(job)
+    if "parent" in job or "terms" in job:
+        raise ValueError("fit_many runs plain fits; fit fine-tunes (parent=, terms=) with v1nb.models.fit")
+    ResponseModel(job.get("core", "cnn"), job.get("readout", "gaussian"), job.get("seed", 0),
+                  **{k: v for k, v in job.items() if k not in ("core", "readout", "seed")}).validate()
+    return job
+
+
+def default_jobs() -> int:
+    """Worker processes to use: the CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | None = None,
+             cache_dir: str | os.PathLike | None = None) -> list[ResponseModel]:
+    """Fit several models of ``ds`` in parallel worker processes (each fit cached).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    jobs : list of dict
+        Keyword arguments of :func:`v1nb.models.fit` per fit (``core``, ``readout``, ``seed``,
+        ``interaction``, ``head`` and settings), e.g. ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``.
+        Every job is validated before any fit starts.
+    n_jobs : int, optional
+        Worker processes (default: the CPU cores). ``1`` fits in this process.
+    cache_dir : path, optional
+
+    Returns
+    -------
+    list of ResponseModel
+        In the order of ``jobs``.
+    """
+    import torch
+
+    from v1nb.models import cache as _cache
+    from v1nb.models.fit import fit
+
+    jobs = [_check_job(job) for job in jobs]
+    if cache_dir is not None:
+        _cache.check_cache_dir(cache_dir)
+    else:
+        _cache.check_cache_dir(_cache.cache_dir())
+    n_jobs = default_jobs() if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs} must be at least 1")
+    # fits already cached, a single fit, one worker or a GPU: no worker processes needed
+    if n_jobs == 1 or len(jobs) == 1 or torch.cuda.is_available():
+        return [fit(ds, cache_dir=cache_dir, **job) for job in jobs]
+    folder = str(cache_dir) if cache_dir is not None else None
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools
+    with cf.ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
+                                initializer=_init_worker, initargs=(ds,)) as pool:
+        futures = [pool.submit(_fit_in_worker, job, folder) for job in jobs]
+        results = [f.result() for f in futures]
+    models = []
+    for (path, key), job in zip(results, jobs):
+        model = _cache.load_or_none(Path(path), ds, key) if path else None
+        if model is None:  # the worker could not write its entry (it warned): fit here
+            model = fit(ds, cache_dir=cache_dir, **job)
+        else:
+            model.history_["cached"] = True
+        models.append(model)
+    return models
+
+
+def fit_seeds(ds: xr.Dataset, core: str = "cnn", readout: str = "gaussian", seeds: Sequence[int] = (0, 1, 2),
+              n_jobs: int | None = None, cache_dir: str | os.PathLike | None = None,
+              **settings: Any) -> list[ResponseModel]:
+    """The same model fitted with several seeds, in parallel (:func:`fit_many`).
+
+    Returns
+    -------
+    list of ResponseModel, one per seed, in the order of ``seeds``.
+    """
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds={seeds} must be distinct and not empty")
+    jobs = [{"core": core, "readout": readout, "seed": s, **settings} for s in seeds]
+    return fit_many(ds, jobs, n_jobs=n_jobs, cache_dir=cache_dir)
+
+
+def stack_embeddings(models: Sequence[ResponseModel]) -> xr.DataArray:
+    """The models' embeddings stacked along a new ``seed`` dimension (first), coordinate = ``random_state``.
+
+    Raises
+    ------
+    ValueError
+        If the embeddings differ in shape (different cores or readout sizes).
+    """
+    if not models:
+        raise ValueError("stack_embeddings needs at least one model")
+    embeddings = [m.embeddings() for m in models]
+    shapes = {e.shape for e in embeddings}
+    if len(shapes) != 1:
+        raise ValueError(f"embeddings of different shapes {sorted(shapes)} cannot be stacked")
+    seeds = [m.random_state for m in models]
+    return xr.concat(embeddings, dim=xr.DataArray(seeds, dims="seed", name="seed")).rename("embeddings")
+
+
+def cross_seed_ari(models_or_embeddings: Sequence[ResponseModel] | xr.DataArray, n_clusters: int,
+                   random_state: int = 0, normalise: bool = True) -> xr.DataArray:
+    """Consistency of clusters across seeds: ARI between the k-means labels of every pair of fits.
+
+    Parameters
+    ----------
+    models_or_embeddings : list of ResponseModel, or DataArray with a ``seed`` dimension
+    n_clusters : int
+    random_state : int
+        Seed of k-means (20 restarts).
+    normalise : bool
+        Scale each neuron's (flattened) embedding to unit length first.
+
+    Returns
+    -------
+    DataArray (pair,)
+        ARI per pair of seeds (coordinates ``seed_a``, ``seed_b``); ``attrs["mean"]`` is the mean
+        pairwise ARI.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    stacked = (models_or_embeddings if isinstance(models_or_embeddings, xr.DataArray)
+               else stack_embeddings(models_or_embeddings))
+    if "seed" not in stacked.dims or stacked.sizes["seed"] < 2:
+        raise ValueError("cross_seed_ari needs embeddings of at least two seeds")
+    labels = []
+    for s in range(stacked.sizes["seed"]):
+        x = stacked.isel(seed=s).values.reshape(stacked.sizes["neuron"], -1).astype(np.float64)
+        if normalise:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        labels.append(KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(x))
+    seeds = stacked["seed"].values
+    pairs = list(combinations(range(len(labels)), 2))
+    ari = np.array([adjusted_rand_score(labels[a], labels[b]) for a, b in pairs])
+    return xr.DataArray(ari, dims="pair", coords={"seed_a": ("pair", seeds[[a for a, _ in pairs]]),
+                                                 "seed_b": ("pair", seeds[[b for _, b in pairs]])},
+                        name="cross_seed_ari", attrs={"mean": float(ari.mean()), "n_clusters": int(n_clusters)})
