@@ -354,3 +354,23 @@ def test_fit_many_validates_every_job_first(ds, tmp_path):
     with pytest.raises(ValueError, match="core='nope'"):
         fit_many(ds, [{"core": "cnn", **FAST}, {"core": "nope"}], n_jobs=2, cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_parallel_finetunes_take_their_parent_from_the_cache(ds, tmp_path):
+    from v1nb.models.objectives import default_terms
+
+    parent = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    jobs = [{"core": "cnn", "seed": s, "parent": parent, "terms": default_terms("poisson") + [EmbeddingNorm(w)],
+             "trainable": "readout", **FAST} for s, w in ((0, 1.0), (0, 5.0))]
+    models = fit_many(ds, jobs, n_jobs=2, cache_dir=tmp_path)
+    assert all(m.history_["parent"] == parent.cache_key_ for m in models)
+    alone = fit(ds, cache_dir=tmp_path, **jobs[1])
+    assert alone.history_["cached"] is True  # the worker's entry, found by this process
+    with pytest.raises(ValueError, match="must come from the model cache"):
+        fit_many(ds, [dict(jobs[0], parent=ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)), jobs[1]],
+                 n_jobs=2, cache_dir=tmp_path)
+
+
+def test_without_early_stopping_the_last_weights_are_kept(ds):
+    model = ResponseModel("cnn", "gaussian", 0, early_stopping=False, **dict(FAST, max_epochs=3)).fit(ds)
+    assert len(model.history_["epochs"]) == 4 and model.history_["best_epoch"] == 3

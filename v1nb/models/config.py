@@ -80,6 +80,7 @@ class ModelConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
     progress: bool = True  # tqdm progress bar over epochs, shown only on a terminal (never in an executed notebook)
     num_threads: int = 1  # torch CPU threads during fit/predict (0 = leave torch's setting; see the module docstring)
+    early_stopping: bool = True  # False: train exactly max_epochs and keep the last weights (fixed-schedule fine-tunes)
     trainable: str = "all"  # parameters that train: "all", "readout", "readout+head", "no_core" (all but the core)
     split: str = "tiers"  # "tiers" (the schema's train/validation/test) or "images:TRAIN,VAL,TEST" fractions of images
     # --- settings declared by the chosen components (registry.extra_settings), resolved with their defaults

@@ -37,22 +37,55 @@ def _init_worker(ds: xr.Dataset) -> None:
     _WORKER_DATA = ds
 
 
+def entry_path(model: ResponseModel, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The cache file of a model fitted through :func:`v1nb.models.fit` (None if it has none)."""
+    from v1nb.models import cache as _cache
+
+    key = getattr(model, "cache_key_", "")
+    if not key:
+        return None
+    folder = Path(cache_dir) if cache_dir else _cache.cache_dir()
+    matches = sorted(folder.glob(f"*-{key[:32]}.pt"))
+    return matches[0] if matches else None
+
+
 def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str]:
     from v1nb.models import cache as _cache
     from v1nb.models.fit import fit
 
-    model = fit(_WORKER_DATA, cache_dir=cache_dir, **job)
-    folder = Path(cache_dir) if cache_dir else _cache.cache_dir()
-    matches = sorted(folder.glob(f"*-{model.cache_key_[:32]}.pt"))
-    return str(matches[0]) if matches else "", model.cache_key_
-
-
-def _check_job(job: Mapping[str, Any]) -> dict[str, Any]:
     job = dict(job)
-    if "parent" in job or "terms" in job:
-        raise ValueError("fit_many runs plain fits; fit fine-tunes (parent=, terms=) with v1nb.models.fit")
+    parent = job.pop("parent_entry", None)
+    if parent is not None:  # a fine-tune: the parent travels as its cache entry, not as a pickled network
+        job["parent"] = _cache.load(parent[0], _WORKER_DATA, key=parent[1])
+    model = fit(_WORKER_DATA, cache_dir=cache_dir, **job)
+    path = entry_path(model, cache_dir)
+    return str(path) if path else "", model.cache_key_
+
+
+_NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "terms")
+
+
+def _check_job(job: Mapping[str, Any], cache_dir: str | os.PathLike | None) -> dict[str, Any]:
+    job = dict(job)
     ResponseModel(job.get("core", "cnn"), job.get("readout", "gaussian"), job.get("seed", 0),
-                  **{k: v for k, v in job.items() if k not in ("core", "readout", "seed")}).validate()
+                  interaction=job.get("interaction", "none"), head=job.get("head", "none"),
+                  **{k: v for k, v in job.items() if k not in _NOT_SETTINGS}).validate()
+    if job.get("terms") is not None:
+        from v1nb.models.objectives import check_terms
+
+        check_terms(list(job["terms"]))
+    return job
+
+
+def _for_worker(job: dict[str, Any], cache_dir: str | os.PathLike | None) -> dict[str, Any]:
+    job = dict(job)
+    parent = job.pop("parent", None)
+    if parent is not None:
+        path = entry_path(parent, cache_dir)
+        if path is None:
+            raise ValueError(f"parent {parent!r} of a parallel fine-tune must come from the model cache "
+                             "(fit it with v1nb.models.fit, use_cache=True, and the same cache_dir)")
+        job["parent_entry"] = (str(path), parent.cache_key_)
     return job
 
 
@@ -73,8 +106,10 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
     ds : xarray.Dataset
     jobs : list of dict
         Keyword arguments of :func:`v1nb.models.fit` per fit (``core``, ``readout``, ``seed``,
-        ``interaction``, ``head`` and settings), e.g. ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``.
-        Every job is validated before any fit starts.
+        ``interaction``, ``head``, settings, and for a fine-tune ``parent`` — a model from the
+        cache — and ``terms``, which must be picklable), e.g.
+        ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``. Every job is validated before any
+        fit starts.
     n_jobs : int, optional
         Worker processes (default: the CPU cores). ``1`` fits in this process.
     cache_dir : path, optional
@@ -89,7 +124,7 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
     from v1nb.models import cache as _cache
     from v1nb.models.fit import fit
 
-    jobs = [_check_job(job) for job in jobs]
+    jobs = [_check_job(job, cache_dir) for job in jobs]
     if cache_dir is not None:
         _cache.check_cache_dir(cache_dir)
     else:
@@ -104,7 +139,7 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools
     with cf.ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
                                 initializer=_init_worker, initargs=(ds,)) as pool:
-        futures = [pool.submit(_fit_in_worker, job, folder) for job in jobs]
+        futures = [pool.submit(_fit_in_worker, _for_worker(job, cache_dir), folder) for job in jobs]
         results = [f.result() for f in futures]
     models = []
     for (path, key), job in zip(results, jobs):

@@ -272,6 +272,10 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
             if not math.isfinite(total):
                 stopped = "diverged"
                 break
+            if not config.early_stopping:  # a fixed schedule: the last weights are the result
+                best, best_epoch = corr, epoch
+                best_state = copy.deepcopy(network.state_dict())
+                continue
             if corr > best:  # the weights to restore: the best seen, however small the gain
                 best, best_epoch = corr, epoch
                 best_state = copy.deepcopy(network.state_dict())
