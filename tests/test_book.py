@@ -120,7 +120,9 @@ def test_stage_replaces_notebooks_with_executed_runs(book: Path, chapter: Chapte
     import nbformat
 
     staged = nbformat.read(target / "book" / "part" / "tiny.ipynb", as_version=4)
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in staged.cells)
+    # the parameters once, with the values used (v1nb.book.staging.present_notebook)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in staged.cells)
+    assert any(c.source.startswith('data = "twin:quick"') for c in staged.cells)
     assert any(c.get("outputs") for c in staged.cells)  # executed, unlike the source
     assert PARAMETERS_MARKER not in (target / "book" / "reproducibility.md").read_text()
 

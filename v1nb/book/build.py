@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import nbformat
+
 from v1nb.book.chapters import Chapter, ParameterError, book_chapters
 from v1nb.book.runner import RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
+from v1nb.book.staging import ANSWERS_MARKER, answers_markdown, present_notebook
 
 PROFILES = ("quick", "default")
 #: Files of the book root that the build needs besides ``book/``.
@@ -67,6 +70,7 @@ def build_book(
     execute: bool = True,
     progress: bool = True,
     quiet: bool = False,
+    jobs: int = 1,
 ) -> BookResult:
     """Execute (or reuse) every chapter of ``<root>/_toc.yml`` and build the HTML strictly.
 
@@ -84,12 +88,15 @@ def build_book(
         Show a tqdm bar over chapters.
     quiet : bool
         Pass ``-q`` to Jupyter Book (warnings are still shown).
+    jobs : int
+        Chapters executing at the same time: above 1, the chapters without a cached run execute
+        on a local Dask cluster, the longest first (:func:`v1nb.book.executor.run_chapters`).
 
     Raises
     ------
     ParameterError, ChapterFailed, BookBuildError
     """
-    from tqdm.auto import tqdm
+    from v1nb.book.executor import run_chapters
 
     root = Path(root).resolve()
     overrides = dict(overrides or {})
@@ -100,15 +107,13 @@ def build_book(
         listing = "\n".join(c.describe_parameters() for c in chapters) or "(the book has no notebook chapters)"
         raise ParameterError(f"no chapter of the book has parameter(s) {', '.join(unknown)}.\n{listing}")
 
+    params = [chapter_overrides(chapter, profile, overrides) for chapter in chapters]
     runs: list[RunResult] = []
-    bar = tqdm(chapters, desc="chapters", unit="chapter", disable=not progress or not chapters)
-    for chapter in bar:
-        bar.set_postfix_str(chapter.name)
-        params = chapter_overrides(chapter, profile, overrides)
-        if execute:
-            runs.append(run_chapter(chapter, params, root=root))
-        else:
-            resolved = resolve_parameters(chapter, params)
+    if execute:
+        runs = run_chapters(root, chapters, params, jobs=jobs, progress=progress)
+    else:
+        for chapter, given in zip(chapters, params):
+            resolved = resolve_parameters(chapter, given)
             hit = cached_run(default_run_folder(root, chapter, resolved), chapter, resolved)
             if hit is None:
                 raise FileNotFoundError(
@@ -116,7 +121,6 @@ def build_book(
                     f"(profile {profile!r}); run `v1nb book` (or `v1nb run {chapter.name}`) first"
                 )
             runs.append(hit)
-    bar.close()
 
     stage_dir = stage(root, chapters, runs)
     html = render(stage_dir, root / "_build", quiet=quiet)
@@ -135,15 +139,27 @@ def stage(root: Path, chapters: list[Chapter], runs: list[RunResult]) -> Path:
     shutil.copytree(root / "book", target / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     for chapter, run in zip(chapters, runs):
         rel = chapter.path.resolve().relative_to(root)
-        shutil.copy2(run.notebook, target / rel)
+        # the page shows the parameters once, with the values used, and no bookkeeping output
+        shown = present_notebook(nbformat.read(run.notebook, as_version=4), run.parameters, chapter.defaults)
+        nbformat.write(shown, target / rel)
         figures = run.folder / "figures"
         if figures.is_dir():  # so prose can link a chapter's saved figure files
             shutil.copytree(figures, target / rel.parent / "figures" / chapter.name, dirs_exist_ok=True)
     table = parameters_markdown(chapters)
+    answers = None
     for page in (target / "book").rglob("*.md"):
         text = page.read_text()
         if PARAMETERS_MARKER in text:
-            page.write_text(text.replace(PARAMETERS_MARKER, table))
+            text = text.replace(PARAMETERS_MARKER, table)
+        if ANSWERS_MARKER in text:  # the Discussion: every chapter's answer, glued from its run
+            if answers is None:
+                answers = answers_markdown(
+                    (c, c.path.resolve().relative_to(root),
+                     {"notebook": r.notebook, "parameters": r.parameters, "values": r.results.get("values", {})})
+                    for c, r in zip(chapters, runs)
+                )
+            text = text.replace(ANSWERS_MARKER, answers)
+        page.write_text(text)
     return target
 
 
