@@ -79,3 +79,46 @@ def test_book_rejects_a_parameter_no_chapter_has(book: Path) -> None:
     assert result.exit_code == 1 and "no chapter of the book has parameter(s) nope" in result.output
     result = cli.invoke(app, ["book", "--root", str(book), "--profile", "huge"])
     assert result.exit_code == 1 and "unknown profile 'huge'" in result.output
+
+
+# --- option values that are not values (issue 14 item 9) -----------------------------------------
+
+
+def test_an_option_is_not_taken_as_a_parameter_value(book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "X"
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "seed", "--out", str(out)])
+    assert result.exit_code == 2  # a usage error, like any other malformed command line
+    assert "parameter 'seed' has no value: '--out' is an option of this command" in _flat(result.output)
+    # a string parameter would otherwise silently take the flag as its value
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "data", "--force"])
+    assert result.exit_code == 2
+    assert "parameter 'data' has no value: '--force' is an option" in _flat(result.output)
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "--out", str(out)])
+    assert result.exit_code == 2 and "-p needs NAME VALUE, but '--out' is an option" in _flat(result.output)
+    assert not out.exists() and not (book / "runs").exists()
+
+
+def _flat(output: str) -> str:
+    """Click's usage errors come in a box that wraps lines: compare the words only."""
+    import re
+
+    return re.sub(r"[\s│╭╮╰╯─]+", " ", output)
+
+
+def test_a_negative_number_is_still_a_value(book: Path, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "scale", "-2", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["parameters"]["scale"] == -2.0
+
+
+def test_empty_data_is_an_error_not_the_current_folder(book: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["run", "tiny", "--root", str(book), "-p", "data", ""])
+    assert result.exit_code == 1
+    assert "parameter 'data' is empty; expected \"twin\" or \"twin:<profile>\"" in result.output
+    assert not (book / "runs").exists()
+
+
+def test_jobs_must_be_positive(book: Path) -> None:
+    result = cli.invoke(app, ["book", "--root", str(book), "--jobs", "0"])
+    assert result.exit_code == 1 and "--jobs must be at least 1, got 0" in result.output

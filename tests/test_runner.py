@@ -226,3 +226,127 @@ def test_output_dir_is_the_runners(chapter: Chapter, tmp_path: Path) -> None:
 def test_parameters_hash_ignores_output_dir() -> None:
     a = parameters_hash({"seed": 0, "output_dir": "a"})
     assert a == parameters_hash({"seed": 0, "output_dir": "b"}) != parameters_hash({"seed": 1, "output_dir": "a"})
+
+
+# --- interrupted runs, input checks, the kernel's console noise (issue 14 items 7 and 9) ---------
+
+
+def test_a_stale_temporary_folder_is_removed_by_the_next_run(chapter: Chapter, tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    from v1nb.book.runner import OWNER
+
+    out = tmp_path / "run"
+    dead = _dead_pid()
+    abandoned = tmp_path / ".run.tmp-killed"  # its owner, a run on this host, no longer exists
+    abandoned.mkdir()
+    (abandoned / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": dead}))
+    (abandoned / "results.json").write_text("{}")
+    unowned = tmp_path / ".run.tmp-old"  # left by a run that died before naming itself, long ago
+    unowned.mkdir()
+    os.utime(unowned, (0, 0))
+    live = tmp_path / ".run.tmp-live"  # a run of the same folder still going (this process)
+    live.mkdir()
+    (live / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    other = tmp_path / ".other.tmp-x"  # another folder's: not this run's business
+    other.mkdir()
+    run_chapter(chapter, {"n": 2}, out=out)
+    assert not abandoned.exists() and not unowned.exists()
+    assert live.is_dir() and other.is_dir()
+    assert not (out / OWNER).exists()  # the marker does not end up in the run folder
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid  # reaped: no process has this id (until the kernel reuses it)
+
+
+def _slow_copy(chapter: Chapter) -> None:
+    """Make the analysis cell of the (copied) tiny chapter sleep, so a run can be interrupted."""
+    nb = nbformat.read(chapter.path, as_version=4)
+    nb.cells[3].source = "import time\ntime.sleep(120)\n" + nb.cells[3].source
+    nbformat.write(nb, chapter.path)
+
+
+def test_sigterm_to_v1nb_run_leaves_no_temporary_folder(chapter: Chapter, book: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _slow_copy(chapter)
+    out = tmp_path / "runs" / "slow"
+    exe = Path(sys.executable).with_name("v1nb")
+    proc = subprocess.Popen([str(exe), "run", "tiny", "--root", str(book), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        # wait until the kernel is executing (the partial notebook is written into the temporary folder)
+        while time.time() < deadline and not list(out.parent.glob(".slow.tmp-*/tiny.ipynb")):
+            time.sleep(0.2)
+        assert list(out.parent.glob(".slow.tmp-*")), "the run never started"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    time.sleep(1.0)  # the kernel (a child) must not re-create anything either
+    assert leftovers(tmp_path) == [] and not out.exists()
+
+
+def test_the_kernel_does_not_warn_about_tcp_on_the_console(book: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("v1nb")
+    done = subprocess.run([str(exe), "run", "tiny", "--root", str(book), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr + done.stdout
+    assert "tiny: ran in" in done.stdout
+
+
+def test_failing_cell_right_after_the_parameters_is_numbered_in_the_source(chapter: Chapter, book: Path) -> None:
+    nb = nbformat.read(chapter.path, as_version=4)
+    assert "parameters" in nb.cells[1].metadata["tags"]
+    nb.cells[2].source = 'if fail:\n    raise ValueError("early")\n' + nb.cells[2].source
+    nbformat.write(nb, chapter.path)
+    with pytest.raises(ChapterFailed) as info:
+        run_chapter(Chapter.from_notebook(chapter.path), {"fail": True}, root=book)
+    assert (info.value.cell_index, info.value.first_line, info.value.evalue) == (2, "if fail:", "early")
+
+
+@pytest.mark.parametrize("data, message", [
+    ("", "parameter 'data' is empty"),
+    ("  ", "parameter 'data' is empty"),
+    ("twin:huge", "unknown twin profile 'huge'; expected one of twin:quick"),
+    ("no/such/recording.nc", "no such file or folder"),
+])
+def test_an_invalid_data_spec_is_rejected_before_the_kernel_starts(chapter: Chapter, tmp_path: Path, monkeypatch,
+                                                                    data: str, message: str) -> None:
+    import papermill
+
+    def boom(*args, **kwargs):
+        raise AssertionError("papermill must not run for an invalid data spec")
+
+    monkeypatch.setattr(papermill, "execute_notebook", boom)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParameterError, match=message) as info:
+        run_chapter(chapter, {"data": data}, out=tmp_path / "run")
+    assert "chapter 'tiny'" in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_that_is_no_dataset_is_rejected(chapter: Chapter, tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a recording")
+    with pytest.raises(ParameterError, match="not a recognised dataset"):
+        run_chapter(chapter, {"data": str(tmp_path / "notes")}, out=tmp_path / "run")

@@ -22,6 +22,8 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any, Mapping
 
 import nbformat
 
-from v1nb.book.chapters import Chapter
+from v1nb.book.chapters import Chapter, ParameterError
 from v1nb.io import atomic_dir, atomic_path, write_json
 from v1nb.provenance import provenance, versions
 
@@ -39,6 +41,12 @@ KERNEL = "python3"
 CELL_TIMEOUT = 3600
 RUN_RECORD = "run.json"
 RESULTS = "results.json"
+#: Hidden file in a run's temporary folder naming the process that writes it ({"host", "pid"}).
+OWNER = ".v1nb-owner"
+#: A temporary folder without an owner we can check is left alone for this long (seconds).
+STALE_AFTER_S = {"unowned": 60.0, "other_host": 48 * 3600.0}
+#: Tag of the markdown cells papermill adds to a failed notebook (``papermill.execute.ERROR_MARKER_TAG``).
+_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 
 
 class ChapterFailed(RuntimeError):
@@ -133,13 +141,60 @@ def resolve_parameters(chapter: Chapter, overrides: Mapping[str, Any] | None = N
     """Validated parameters; a ``data`` value naming an existing relative path is made absolute.
 
     The notebook executes in its own folder, so a path the user typed relative to where they ran
-    ``v1nb`` would otherwise point elsewhere.
+    ``v1nb`` would otherwise point elsewhere. The ``data`` spec is checked here too
+    (:func:`check_data_spec`), so a typo stops before a kernel starts.
+
+    Raises
+    ------
+    ParameterError
+        Unknown parameter, a value of the wrong type, or an unusable ``data`` spec.
     """
     overrides = dict(overrides or {})
     data = overrides.get("data")
-    if isinstance(data, str) and not data.startswith("twin") and Path(data).exists():
+    if isinstance(data, str) and data.strip() and not data.startswith("twin") and Path(data).exists():
         overrides["data"] = str(Path(data).resolve())
-    return chapter.resolve(overrides)
+    values = chapter.resolve(overrides)
+    if isinstance(values.get("data"), str):
+        try:
+            check_data_spec(values["data"])
+        except ParameterError as exc:
+            raise ParameterError(f"chapter {chapter.name!r}: {exc}") from None
+    return values
+
+
+def check_data_spec(spec: str) -> None:
+    """Reject a ``data`` value that :func:`v1nb.data.open_dataset` cannot open, without opening it.
+
+    Checks what is cheap: the spec is not empty (``Path("")`` would silently mean the current
+    folder), a ``twin:<profile>`` names a known profile, and a path exists (from the current
+    folder or the repository root, as ``open_dataset`` looks) and is a recognised format. A
+    corrupt file is still found only when the chapter reads it.
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter, the value and what was expected.
+    """
+    expected = '"twin" or "twin:<profile>", a NetCDF file in the v1nb schema, or a real-data path'
+    if not spec.strip():
+        raise ParameterError(f"parameter 'data' is empty; expected {expected}")
+    if spec == "twin" or spec.startswith("twin:"):
+        from v1nb.data.digital_twin.config import PROFILES
+
+        profile = spec.partition(":")[2] or "default"
+        if profile not in PROFILES:
+            raise ParameterError(
+                f"parameter 'data' = {spec!r}: unknown twin profile {profile!r}; "
+                f"expected one of {', '.join('twin:' + p for p in PROFILES)}"
+            )
+        return
+    from v1nb.data import formats
+    from v1nb.data.open import _resolve  # the same lookup open_dataset does (cwd, then repo root)
+
+    try:
+        formats.detect(_resolve(spec))
+    except (FileNotFoundError, formats.UnrecognisedFormatError) as exc:
+        raise ParameterError(f"parameter 'data' = {spec!r}: {exc}\n(expected {expected})") from None
 
 
 def cached_run(folder: str | os.PathLike, chapter: Chapter, parameters: Mapping[str, Any]) -> RunResult | None:
@@ -202,6 +257,7 @@ def run_chapter(
     folder = Path(out) if out is not None else default_run_folder(root or chapter.path.parent, chapter, parameters)
     folder = folder.resolve()
     _check_replaceable(folder)
+    remove_stale_temporaries(folder)
     if reuse and (hit := cached_run(folder, chapter, parameters)) is not None:
         return hit
 
@@ -209,12 +265,15 @@ def run_chapter(
     failed_copy = folder.with_name(folder.name + ".failed.ipynb")
     start = time.perf_counter()
     with atomic_dir(folder) as tmp:
+        # so that a later run can tell this folder from one an interrupted run left behind
+        (tmp / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
         executed = tmp / f"{chapter.name}.ipynb"
         run_params = {**parameters, "output_dir": _shown_path(tmp, cwd)}
         try:
             pm.execute_notebook(
                 str(chapter.path), str(executed), parameters=run_params, kernel_name=KERNEL,
                 cwd=str(cwd), execution_timeout=timeout, progress_bar=progress, log_output=False,
+                kernel_manager_class=quiet_kernel_manager(),
             )
         except Exception as exc:
             if executed.exists():
@@ -230,8 +289,87 @@ def run_chapter(
             chapter=chapter.name, notebook=str(chapter.path.resolve()), parameters=parameters,
             wall_time_s=round(wall, 3), **_cache_key(chapter, parameters),
         ))
+        (tmp / OWNER).unlink()
     failed_copy.unlink(missing_ok=True)
     return RunResult(chapter.name, folder, parameters, False, wall)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` folders that interrupted runs of
+    ``folder`` left beside it; return what was removed.
+
+    A run killed hard (SIGKILL, a power cut) cannot clean up after itself, so the next run of the
+    same folder does. A temporary folder still in use by a live run (two processes running the
+    same point) is kept: it is removed only when its owner (``.v1nb-owner``: host and process id)
+    is a process that no longer exists on this host, when it has no owner and is older than a
+    minute, or when its owner is on another host (a cluster's shared disk) and it is older than
+    two days.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.parent.is_dir():
+        return removed
+    for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*"):
+        for tmp in folder.parent.glob(pattern):
+            if tmp.is_dir() and _abandoned(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+    return removed
+
+
+def _abandoned(tmp: Path) -> bool:
+    try:
+        age = time.time() - tmp.stat().st_mtime
+        owner = json.loads((tmp / OWNER).read_text())
+        host, pid = owner["host"], int(owner["pid"])
+    except FileNotFoundError:
+        return not tmp.exists() or age > STALE_AFTER_S["unowned"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return age > STALE_AFTER_S["unowned"]
+    if host != socket.gethostname():
+        return age > STALE_AFTER_S["other_host"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def quiet_kernel_manager() -> type:
+    """The kernel manager class the runner starts kernels with.
+
+    ipykernel warns "Kernel is running over TCP without encryption" on every start of a kernel
+    whose sockets are plain TCP, which floods the console of ``v1nb book`` and ``v1nb sweep``.
+    Rather than hide the warning, give it nothing to warn about: provision CurveZMQ keys
+    (jupyter_client's ``transport_encryption="auto"``) when jupyter_client, libzmq and the
+    kernelspec support it, otherwise use local IPC sockets instead of TCP.
+    """
+    import zmq
+    from jupyter_client import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            if self.has_trait("transport_encryption") and zmq.has("curve") and self._curve_ok():
+                self.transport_encryption = "auto"
+            else:
+                from jupyter_core.paths import jupyter_runtime_dir
+
+                runtime = Path(jupyter_runtime_dir())
+                runtime.mkdir(parents=True, exist_ok=True)
+                self.transport = "ipc"
+                self.ip = str(runtime / f"v1nb-kernel-{os.getpid()}-{id(self):x}")
+
+        def _curve_ok(self) -> bool:
+            try:
+                return bool(self._kernel_supports_curve_encryption())
+            except Exception:  # an older jupyter_client without the check
+                return False
+
+    return QuietKernelManager
 
 
 def _cache_key(chapter: Chapter, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -275,10 +413,13 @@ def _failure(chapter: Chapter, exc: Exception, notebook: Path | None) -> Chapter
 
     if not isinstance(exc, PapermillExecutionError):
         return ChapterFailed(chapter.name, type(exc).__name__, str(exc), notebook=notebook)
-    index = exc.cell_index
+    index = exc.cell_index  # in the executed notebook, before papermill added its error cells
     if notebook is not None:
-        # papermill inserts an "injected-parameters" cell; report the index in the source notebook
-        cells = nbformat.read(notebook, as_version=4).cells
+        # The executed notebook has papermill's "injected-parameters" cell, and the failed copy
+        # also its error banner (at the top) and anchor (before the failing cell): leave those
+        # out to find the injected cell's index, then map back to the source notebook's index.
+        cells = [c for c in nbformat.read(notebook, as_version=4).cells
+                 if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
         injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])]
         if injected and index > injected[0]:
             index -= 1

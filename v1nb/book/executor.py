@@ -1,0 +1,317 @@
+"""Many chapter runs at once, on Dask: the points of a sweep, the chapters of a book.
+
+Each task is one ordinary :func:`v1nb.book.runner.run_chapter` call executed in a Dask worker
+process, so it has the same run folder, the same cache and the same atomic write as ``v1nb run``.
+The work itself happens in the chapter's Jupyter kernel, a child process of the worker; a worker
+therefore needs one thread, and the cluster one worker per chapter run that should proceed at
+the same time.
+
+Where the workers come from
+---------------------------
+``local`` (default)
+    :class:`distributed.LocalCluster`: ``jobs`` worker processes with one thread each.
+``scheduler="tcp://host:8786"``
+    An existing Dask cluster (its workers must see the book root, the run folders and the data at
+    the same paths, and run the same environment).
+``cluster="slurm"``
+    :class:`dask_jobqueue.SLURMCluster`, configured by the usual jobqueue configuration
+    (``~/.config/dask/jobqueue.yaml``, section ``jobqueue: slurm:``), scaled to ``jobs`` workers.
+
+Threads
+-------
+Dask's nanny sets ``OMP_NUM_THREADS=1`` (and the MKL/OpenBLAS equivalents) in every worker it
+starts. A kernel inheriting that would compute with one thread where ``v1nb run`` uses all cores,
+and numerical results can differ in the last bits with the thread count. Every task therefore
+restores the thread settings of the process that submitted it (:func:`submitter_environment`),
+so a run gives the same numbers whether it ran alone, in a sweep or in a parallel book build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+#: Variables Dask's nanny overrides in its workers (``distributed.nanny.pre-spawn-environ``) and
+#: that decide how many threads a kernel's numerical libraries use.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: v1nb's own environment variables (model cache, real-data folder) travel with every task too.
+V1NB_PREFIX = "V1NB_"
+CLUSTERS = ("local", "slurm")
+
+
+def default_jobs() -> int:
+    """The number of cores this process may use (its CPU affinity, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def submitter_environment() -> dict[str, str | None]:
+    """The thread and ``V1NB_*`` variables of this process (``None``: unset), for the workers."""
+    env: dict[str, str | None] = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    env.update({k: v for k, v in os.environ.items() if k.startswith(V1NB_PREFIX)})
+    return env
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chapter run to execute.
+
+    Attributes
+    ----------
+    notebook : Path
+        The chapter's source notebook.
+    name : str
+        The chapter's name.
+    parameters : dict
+        Validated parameter values (without ``output_dir``).
+    folder : Path
+        The run folder.
+    root : Path
+        The book root.
+    label : str
+        How progress and errors name the task (e.g. ``"n=2, scale=1.0"``).
+    """
+
+    notebook: Path
+    name: str
+    parameters: dict[str, Any]
+    folder: Path
+    root: Path
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a :class:`Task`: a run folder, or the error that stopped it.
+
+    ``cell_index``, ``first_line`` and ``notebook`` are those of
+    :class:`v1nb.book.runner.ChapterFailed` when the chapter itself raised.
+    """
+
+    ok: bool
+    folder: Path | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+    wall_time: float = 0.0
+    ename: str = ""
+    evalue: str = ""
+    message: str = ""
+    cell_index: int | None = None
+    first_line: str = ""
+    notebook: Path | None = None
+
+
+def run_task(task: Task, env: Mapping[str, str | None] | None = None) -> Outcome:
+    """Execute one task (in a Dask worker, or in this process); never raises for a failed run.
+
+    A failing run must not take the others down and its error must reach the submitter intact,
+    so every exception is turned into an :class:`Outcome` here, where it happened.
+    """
+    from v1nb.book.chapters import Chapter
+    from v1nb.book.runner import ChapterFailed, run_chapter
+
+    for name, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    try:
+        chapter = Chapter.from_notebook(task.notebook, task.name)
+        result = run_chapter(chapter, task.parameters, task.folder, root=task.root)
+    except ChapterFailed as exc:
+        return Outcome(False, ename=exc.ename, evalue=exc.evalue, message=str(exc), cell_index=exc.cell_index,
+                       first_line=exc.first_line, notebook=exc.notebook)
+    except Exception as exc:  # a broken notebook, a full disk: reported with the task, not lost
+        return Outcome(False, ename=type(exc).__name__, evalue=str(exc), message=f"{type(exc).__name__}: {exc}")
+    return Outcome(True, result.folder, result.parameters, result.cached, result.wall_time)
+
+
+@contextlib.contextmanager
+def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: str = "local") -> Iterator[Any]:
+    """A :class:`distributed.Client` on a local, existing or SLURM cluster; closed afterwards.
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Worker processes to start (``local``, ``slurm``); default :func:`default_jobs`.
+    scheduler : str, optional
+        Address of a running scheduler; ``jobs`` and ``cluster`` are then not used.
+    cluster : {"local", "slurm"}
+    """
+    from distributed import Client
+
+    if cluster not in CLUSTERS:
+        raise ValueError(f"unknown cluster {cluster!r}; expected one of {', '.join(CLUSTERS)}")
+    jobs = jobs or default_jobs()
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    if cluster == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise RuntimeError("--cluster slurm needs dask-jobqueue (pip install dask-jobqueue)") from exc
+        with SLURMCluster() as slurm:  # cores, memory, queue, ...: from the jobqueue configuration
+            slurm.scale(jobs)
+            with Client(slurm) as client:
+                yield client
+        return
+    from distributed import LocalCluster
+
+    # processes, one thread each: the kernel does the work. No dashboard (no port to clash over),
+    # no memory limit (the nanny would measure the worker, not the kernel that holds the data).
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0) as local, Client(local) as client:
+        yield client
+
+
+def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: str = "runs") -> list[Outcome]:
+    """Run ``tasks`` on ``client``'s cluster (submitted in the given order); outcomes in that order.
+
+    A tqdm bar counts finished tasks on the console.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    env = submitter_environment()
+    futures = [client.submit(run_task, task, env, pure=False, key=f"v1nb-{task.name}-{i}-{os.getpid()}")
+               for i, task in enumerate(tasks)]
+    index = {future.key: i for i, future in enumerate(futures)}
+    outcomes: list[Outcome | None] = [None] * len(tasks)
+    failed = 0
+    with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress or not tasks) as bar:
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                outcomes[i] = future.result()
+            except Exception as exc:  # the worker died (killed, out of memory): the task is lost, not the rest
+                outcomes[i] = Outcome(False, ename=type(exc).__name__, evalue=str(exc),
+                                      message=f"the Dask worker running it failed: {type(exc).__name__}: {exc}")
+            failed += not outcomes[i].ok
+            bar.set_postfix_str(f"{tasks[i].label or tasks[i].name}" + (f", {failed} failed" if failed else ""))
+            bar.update()
+    return [o for o in outcomes if o is not None]
+
+
+def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str = "runs") -> list[Outcome]:
+    """The same as :func:`execute`, one task after another in this process (no Dask)."""
+    from tqdm.auto import tqdm
+
+    outcomes = []
+    with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress or not tasks) as bar:
+        for task in tasks:
+            bar.set_postfix_str(task.label or task.name)
+            outcomes.append(run_task(task))
+            bar.update()
+    return outcomes
+
+
+
+#: Chapters that dominate a cold build (``bench/results/book.json``: the models chapter fits every
+#: network), started first in a parallel build when no earlier run of theirs gives a duration.
+LONGEST_FIRST = ("models",)
+
+
+def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
+    """How long a chapter took before: the longest ``wall_time_s`` of its runs under ``<root>/runs``.
+
+    Unknown (no run yet) is 0, except for :data:`LONGEST_FIRST` chapters, which rank above every
+    chapter with a history.
+    """
+    import json
+
+    times = []
+    for record in Path(root, "runs", chapter_name).glob("*/run.json"):
+        try:
+            times.append(float(json.loads(record.read_text()).get("wall_time_s", 0.0)))
+        except (OSError, ValueError, TypeError):
+            continue
+    if times:
+        return max(times)
+    return float("inf") if chapter_name in LONGEST_FIRST else 0.0
+
+
+def run_chapters(
+    root: str | os.PathLike,
+    chapters: Sequence[Any],
+    overrides: Sequence[Mapping[str, Any]],
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[Any]:
+    """Execute (or reuse) chapters of a book; with ``jobs > 1``, at once on a local Dask cluster.
+
+    Parameters
+    ----------
+    root : path
+        The book root (run folders in ``<root>/runs``).
+    chapters : sequence of Chapter
+    overrides : sequence of mappings
+        Each chapter's parameter values (validated for every chapter before anything runs).
+    jobs : int
+        Chapters executing at the same time. Chapters with a complete cached run are reused
+        without starting a cluster; the rest are submitted longest first
+        (:func:`expected_seconds`), so the longest chapter never waits for a free worker at the
+        end. Independent chapters only: chapters that fit the same model rely on the model
+        cache's lock, which makes the second wait for the first fit and reuse it.
+    progress : bool
+        A progress bar over chapters.
+
+    Returns
+    -------
+    list of RunResult
+        In the order of ``chapters``.
+
+    Raises
+    ------
+    ParameterError
+        Before anything runs. ``ChapterFailed`` once the other chapters have finished (their runs
+        are kept in the cache), for the first failing chapter in book order; the message names
+        the other failures.
+    """
+    from tqdm.auto import tqdm
+
+    from v1nb.book.runner import ChapterFailed, RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
+
+    root = Path(root).resolve()
+    resolved = [resolve_parameters(c, o) for c, o in zip(chapters, overrides)]
+    for params in resolved:
+        params.pop("output_dir", None)
+    folders = [default_run_folder(root, c, p).resolve() for c, p in zip(chapters, resolved)]
+    runs: list[Any] = [cached_run(f, c, p) for f, c, p in zip(folders, chapters, resolved)]
+    todo = [i for i, run in enumerate(runs) if run is None]
+    if jobs <= 1 or len(todo) <= 1:  # one after another in book order, in this process
+        with tqdm(total=len(chapters), desc="chapters", unit="chapter", disable=not progress or not chapters) as bar:
+            for i, chapter in enumerate(chapters):
+                bar.set_postfix_str(chapter.name)
+                if runs[i] is None:
+                    runs[i] = run_chapter(chapter, resolved[i], folders[i], root=root)
+                bar.update()
+        return runs
+
+    order = sorted(todo, key=lambda i: -expected_seconds(root, chapters[i].name))
+    tasks = [Task(chapters[i].path.resolve(), chapters[i].name, resolved[i], folders[i], root, chapters[i].name)
+             for i in order]
+    with dask_client(min(jobs, len(tasks))) as client:
+        outcomes = execute(tasks, client, progress=progress, desc="chapters")
+    failed = []
+    for i, outcome in zip(order, outcomes):
+        if outcome.ok and outcome.folder is not None:
+            runs[i] = RunResult(chapters[i].name, outcome.folder, outcome.parameters, outcome.cached, outcome.wall_time)
+        else:
+            failed.append((i, outcome))
+    if failed:
+        failed.sort(key=lambda item: item[0])
+        i, first = failed[0]
+        others = "".join(f"\n(also failed: chapter {chapters[j].name!r}: {o.message})" for j, o in failed[1:])
+        raise ChapterFailed(chapters[i].name, first.ename, first.evalue + others, first.cell_index, first.first_line,
+                            first.notebook)
+    return runs
