@@ -176,3 +176,45 @@ def test_ceiling_scores_rates_of_a_dataset():
     xr.testing.assert_allclose(c, metrics.evaluate(test["responses"], test["rates"]))
     with pytest.raises(ValueError, match="rates"):
         metrics.ceiling(ds.drop_vars("rates"))
+
+
+def test_neuron_without_data_is_nan_not_zero_and_left_out_of_summaries(population):
+    """All-NaN test responses: every metric NaN (not a correlation of 0), counted as excluded."""
+    y, rates, _ = population
+    y = y.copy()
+    y.values[:, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", metrics.MetricWarning)
+        m = metrics.evaluate(y, rates)
+        singles = {name: fn(y).values for name, fn in
+                   [("oracle_correlation", metrics.oracle_correlation), ("fev", metrics.fev), ("snr", metrics.snr)]}
+        singles["single_trial_correlation"] = metrics.single_trial_correlation(y, rates).values
+        singles["correlation_to_average"] = metrics.correlation_to_average(y, rates).values
+        singles["feve"] = metrics.feve(y, rates).values
+    for name in ("single_trial_correlation", "correlation_to_average", "fev", "feve", "oracle_correlation", "snr"):
+        assert np.isnan(m[name][0]), name
+        assert np.isnan(singles[name][0]), name
+    # the other neurons keep their values (the noise-only one ~0, the constant one 0 by convention)
+    assert float(m["single_trial_correlation"][2]) == 0.0
+    assert m.attrs["n_without_data"] == 1
+    s = metrics.neuron_summary(m["oracle_correlation"])
+    assert s["n"] == 2 and s["n_excluded"] == 1
+    assert s["median"] == pytest.approx(float(np.median(m["oracle_correlation"].values[1:])))
+
+
+def test_one_measured_trial_is_no_data_for_a_correlation():
+    y = _test_tier(np.full((8, 1), np.nan), n_images=4, n_repeats=2)
+    y.values[3, 0] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", metrics.MetricWarning)
+        assert np.isnan(metrics.single_trial_correlation(y, np.ones((8, 1))).values[0])
+        assert np.isnan(metrics.oracle_correlation(y).values[0])
+
+
+def test_neuron_summary_counts_and_quantiles():
+    v = xr.DataArray(np.r_[np.nan, np.arange(10.0), np.nan], dims="neuron")
+    s = metrics.neuron_summary(v)
+    assert s == {"n": 10, "n_excluded": 2, "median": 4.5, "mean": 4.5,
+                 "p10": pytest.approx(0.9), "p90": pytest.approx(8.1)}
+    empty = metrics.neuron_summary(xr.DataArray(np.full(3, np.nan), dims="neuron"))
+    assert empty["n"] == 0 and empty["n_excluded"] == 3 and np.isnan(empty["median"])

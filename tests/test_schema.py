@@ -91,3 +91,57 @@ def test_shared_data_dir_rejects_a_typo(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         shared_data_dir(tmp_path / "nope")
     assert shared_data_dir(tmp_path) == tmp_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite data (issue 14.6): NaN marks a missing response; infinity is never valid
+# ---------------------------------------------------------------------------------------------
+
+def _with_inf(ds: xr.Dataset, name: str, count: int) -> xr.Dataset:
+    bad = ds.copy(deep=True)
+    flat = bad[name].values.reshape(-1)
+    flat[:count] = np.inf
+    flat[count] = -np.inf  # both signs count
+    return bad
+
+
+@pytest.mark.parametrize("name", ["responses", "rates", "images"])
+def test_validate_rejects_infinity_naming_variable_and_count(name):
+    ds = small_dataset()
+    if name == "rates":
+        ds["rates"] = ds["responses"].copy()
+    with pytest.raises(SchemaError, match=rf"'{name}' has 4 infinite values"):
+        validate(_with_inf(ds, name, 3), where="rec.nc")
+    with pytest.raises(SchemaError, match=r"\(rec.nc\)"):
+        validate(_with_inf(ds, name, 3), where="rec.nc")
+
+
+def test_build_dataset_rejects_infinite_responses_naming_the_source():
+    rng = np.random.default_rng(0)
+    y = rng.random((6, 3))
+    y[2, 1] = np.inf
+    with pytest.raises(SchemaError, match=r"(?s)\(my-loader\).*'responses' has 1 infinite value"):
+        build_dataset(y, image_id=np.arange(6), tier="train", images=rng.random((6, 2, 2)), source="my-loader")
+
+
+def test_nan_responses_stay_allowed_as_missing_values():
+    ds = small_dataset()
+    ds["responses"][:, 0] = np.nan
+    validate(ds)
+
+
+def test_to_netcdf_refuses_infinity_and_writes_nothing(tmp_path):
+    path = tmp_path / "rec.nc"
+    with pytest.raises(SchemaError, match=r"rec.nc.*\n.*'responses' has 2 infinite values"):
+        to_netcdf(_with_inf(small_dataset(), "responses", 1), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_a_file_with_infinity_names_file_variable_and_count(tmp_path):
+    from v1nb.data import open_dataset
+
+    path = tmp_path / "rec.nc"
+    _with_inf(small_dataset(), "responses", 4).to_netcdf(path, engine="h5netcdf")  # bypasses validation
+    for reader in (read_netcdf, open_dataset):
+        with pytest.raises(SchemaError, match=r"rec.nc.*\n.*'responses' has 5 infinite values"):
+            reader(path)

@@ -8,7 +8,8 @@ the dataset's neuron coordinates. :func:`evaluate` gathers all of them in one ``
 Definitions (per neuron; images i, repeats r)
 --------------------------------------------
 corr(a, b)
-    z-score both with the population std (ddof 0) plus 1e-8, mean of the product; NaN → 0.
+    z-score both with the population std (ddof 0) plus 1e-8, mean of the product. A constant
+    neuron gets 0 (Sensorium's convention); a neuron with fewer than two measured values gets NaN.
 single-trial correlation
     corr over all trials (every repeat its own row) of prediction vs response.
 correlation to average
@@ -37,6 +38,11 @@ NaN responses are masked per neuron (each neuron uses the trials where it was me
 count is reported in a warning, in the ``n_masked`` variable and in ``attrs["n_masked"]``.
 Predictions must be finite (a NaN prediction is a model bug and raises).
 
+A neuron **without data** (fewer than two measured responses among the trials scored, e.g. all
+its test responses NaN) gets NaN for every metric, never a correlation of 0 that would pull
+medians and means down; ``attrs["n_without_data"]`` counts them. Summaries over neurons leave
+NaN out and say how many they left out (:func:`neuron_summary`).
+
 A constant neuron (zero variance) has correlations 0 and FEV, FEVE and SNR NaN (undefined), so the
 FEV ≥ 0.15 filter excludes it.
 """
@@ -57,7 +63,7 @@ FEV_THRESHOLD = 0.15
 __all__ = [
     "MetricWarning", "FEV_THRESHOLD", "correlation", "single_trial_correlation",
     "correlation_to_average", "fev", "feve", "oracle_correlation", "snr", "reliable", "mean_feve",
-    "evaluate", "ceiling",
+    "evaluate", "ceiling", "neuron_summary",
 ]
 
 
@@ -94,6 +100,22 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     za = (a - _nanmean(a)) / (np.sqrt(_nanvar(a)) + EPS)
     zb = (b - _nanmean(b)) / (np.sqrt(_nanvar(b)) + EPS)
     return np.nan_to_num(_nanmean(za * zb), nan=0.0)
+
+
+def _corr_or_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_corr`, but NaN for columns with fewer than two entries where both are measured.
+
+    A correlation of no data is undefined, not 0: reporting 0 would count a neuron without
+    responses as a neuron with no signal. :func:`_corr` itself stays as it is: model training
+    uses it for early stopping (a mean over neurons) and the model cache fingerprints its source.
+    """
+    n_pairs = (~(np.isnan(a) | np.isnan(b))).sum(axis=0)
+    return np.where(n_pairs >= 2, _corr(a, b), np.nan)
+
+
+def _without_data(y: np.ndarray) -> np.ndarray:
+    """(neuron,) bool: fewer than two measured (non-NaN) responses."""
+    return (~np.isnan(y)).sum(axis=0) < 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +236,9 @@ def _out(values: np.ndarray, responses: xr.DataArray, name: str) -> xr.DataArray
 # --------------------------------------------------------------------------------------------
 
 def correlation(a: xr.DataArray, b: xr.DataArray, dim: Hashable = "trial") -> xr.DataArray:
-    """Sensorium correlation of ``a`` and ``b`` along ``dim`` (NaN entries masked; NaN result → 0).
+    """Sensorium correlation of ``a`` and ``b`` along ``dim`` (NaN entries masked).
+
+    0 where one of them is constant; NaN where fewer than two entries are measured in both.
 
     Parameters
     ----------
@@ -228,7 +252,7 @@ def correlation(a: xr.DataArray, b: xr.DataArray, dim: Hashable = "trial") -> xr
     other = [d for d in a.dims if d != dim]
     a = a.transpose(dim, *other)
     b = b.transpose(dim, *other)
-    r = _corr(a.values.astype(np.float64), b.values.astype(np.float64))
+    r = _corr_or_nan(a.values.astype(np.float64), b.values.astype(np.float64))
     coords = {k: c for k, c in a.coords.items() if dim not in c.dims}
     return xr.DataArray(r, dims=other, coords=coords, name="correlation")
 
@@ -248,7 +272,7 @@ def single_trial_correlation(responses: xr.DataArray, predictions: xr.DataArray 
     responses, pred = _check_pair(responses, predictions)
     y = responses.values.astype(np.float64)
     _warn_masked(y)
-    return _out(_corr(y, pred), responses, "single_trial_correlation")
+    return _out(_corr_or_nan(y, pred), responses, "single_trial_correlation")
 
 
 def correlation_to_average(responses: xr.DataArray, predictions: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -264,10 +288,16 @@ def correlation_to_average(responses: xr.DataArray, predictions: xr.DataArray | 
     responses, pred = _check_pair(responses, predictions)
     y = responses.values.astype(np.float64)
     _warn_masked(y)
-    return _out(_correlation_to_average(responses, y, pred), responses, "correlation_to_average")
+    return _out(_correlation_to_average(responses, y, pred, missing=np.nan), responses, "correlation_to_average")
 
 
-def _correlation_to_average(responses: xr.DataArray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def _correlation_to_average(responses: xr.DataArray, y: np.ndarray, pred: np.ndarray,
+                            missing: float = 0.0) -> np.ndarray:
+    """Per-neuron correlation of repeat-averaged responses and predictions across images.
+
+    ``missing`` is returned for neurons measured on fewer than two images (the public metrics
+    pass NaN; the baselines' chance level keeps the training convention 0).
+    """
     keys = _group_keys(responses)
     if keys is None or not (keys >= 0).any():
         warnings.warn("correlation to average needs the 'image_id' of each trial: reported as NaN", MetricWarning, stacklevel=3)
@@ -275,7 +305,8 @@ def _correlation_to_average(responses: xr.DataArray, y: np.ndarray, pred: np.nda
     pred = np.where(np.isnan(y), np.nan, pred)  # average the prediction over the same trials
     mean_y = _nanmean(_padded(y, keys), axis=1)
     mean_p = _nanmean(_padded(pred, keys), axis=1)
-    return _corr(mean_y, mean_p)
+    r = _corr_or_nan(mean_y, mean_p)
+    return np.where(np.isnan(r), missing, r)
 
 
 def _variances(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +373,7 @@ def _oracle(grid: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         loo = np.where(valid & (n >= 2), (total - grid) / (n - 1), np.nan)
     y = np.where(np.isnan(loo), np.nan, grid)
-    return _corr(y.reshape(-1, grid.shape[-1]), loo.reshape(-1, grid.shape[-1]))
+    return _corr_or_nan(y.reshape(-1, grid.shape[-1]), loo.reshape(-1, grid.shape[-1]))
 
 
 def oracle_correlation(responses: xr.DataArray) -> xr.DataArray:
@@ -350,7 +381,8 @@ def oracle_correlation(responses: xr.DataArray) -> xr.DataArray:
 
     Returns
     -------
-    DataArray (neuron,) — NaN without repeats.
+    DataArray (neuron,) — NaN without repeats, and for a neuron with fewer than two measured
+    repeats of any image (no data).
     """
     responses, y, grid = _response_grid(responses, "oracle correlation")
     return _out(np.full(y.shape[1], np.nan) if grid is None else _oracle(grid), responses, "oracle_correlation")
@@ -433,7 +465,8 @@ def evaluate(responses: xr.DataArray, predictions: xr.DataArray | np.ndarray) ->
         ``single_trial_correlation``, ``correlation_to_average``, ``fev``, ``feve``,
         ``oracle_correlation``, ``snr``, ``n_masked`` (NaN responses per neuron), with the
         responses' neuron coordinates. Attributes: ``mean_feve`` (over FEV ≥ 0.15),
-        ``n_reliable``, ``n_masked``, ``repeats_available`` (0/1), ``n_trials``.
+        ``n_reliable``, ``n_masked``, ``n_without_data`` (neurons with fewer than two measured
+        responses: NaN in every metric), ``repeats_available`` (0/1), ``n_trials``.
     """
     responses, pred = _check_pair(responses, predictions)
     y = responses.values.astype(np.float64)
@@ -449,8 +482,9 @@ def evaluate(responses: xr.DataArray, predictions: xr.DataArray | np.ndarray) ->
         _warn_negative(negative)
     n_masked = np.isnan(y).sum(0)
     out = xr.Dataset({
-        "single_trial_correlation": _out(_corr(y, pred), responses, "single_trial_correlation"),
-        "correlation_to_average": _out(_correlation_to_average(responses, y, pred), responses, "correlation_to_average"),
+        "single_trial_correlation": _out(_corr_or_nan(y, pred), responses, "single_trial_correlation"),
+        "correlation_to_average": _out(_correlation_to_average(responses, y, pred, missing=np.nan), responses,
+                                       "correlation_to_average"),
         "fev": _out(fev_v, responses, "fev"),
         "feve": _out(feve_v, responses, "feve"),
         "oracle_correlation": _out(oracle_v, responses, "oracle_correlation"),
@@ -463,10 +497,37 @@ def evaluate(responses: xr.DataArray, predictions: xr.DataArray | np.ndarray) ->
         "fev_threshold": FEV_THRESHOLD,
         "n_reliable": int(mask.sum()),
         "n_masked": int(n_masked.sum()),
+        "n_without_data": int(_without_data(y).sum()),
         "repeats_available": int(grid is not None),
         "n_trials": int(y.shape[0]),
     }
     return out
+
+
+def neuron_summary(values: xr.DataArray | np.ndarray) -> dict[str, float | int]:
+    """Median, mean and 10th / 90th percentiles of a per-neuron metric over the neurons with a value.
+
+    NaN (a neuron without data, or a metric undefined for it) is left out, and counted: chapters
+    report ``n_excluded`` next to the summary.
+
+    Parameters
+    ----------
+    values : DataArray or array (neuron,)
+
+    Returns
+    -------
+    dict
+        ``median``, ``mean``, ``p10``, ``p90`` (NaN when no neuron has a value), ``n`` (neurons
+        summarised) and ``n_excluded`` (NaN neurons left out).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    ok = v[~np.isnan(v)]
+    if ok.size:
+        stats = {"median": float(np.median(ok)), "mean": float(ok.mean()),
+                 "p10": float(np.quantile(ok, 0.1)), "p90": float(np.quantile(ok, 0.9))}
+    else:
+        stats = dict.fromkeys(("median", "mean", "p10", "p90"), float("nan"))
+    return {"n": int(ok.size), "n_excluded": int(v.size - ok.size), **stats}
 
 
 def ceiling(ds: xr.Dataset, tier: str = "test") -> xr.Dataset:

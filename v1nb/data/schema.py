@@ -14,7 +14,9 @@ Dimensions
 Data variables
 --------------
 ``responses`` (trial, neuron) float32
-    The measured response of each neuron on each trial. NaN marks a missing value.
+    The measured response of each neuron on each trial. NaN marks a missing value; infinity is
+    never valid (here or in any other floating-point data variable) and is rejected by
+    :func:`validate`, naming the variable, the count and the file.
 ``images`` (image, y, x) float32, optional
     The unique stimuli. Absent when the format ships no pixels.
 ``rates`` (trial, neuron) float32, twin only
@@ -243,15 +245,43 @@ def validate(ds: xr.Dataset, where: str | os.PathLike | None = None) -> xr.Datas
             problems.append(f"coordinate {name!r} must have dims ('neuron',), has {ds[name].dims}")
     if "rates" in ds and ds["rates"].dims != ("trial", "neuron"):
         problems.append(f"'rates' must have dims ('trial', 'neuron'), has {ds['rates'].dims}")
+    problems.extend(_infinity_problems(ds))
     if "category" in ds.coords and ds["category"].dims != ("image",):
         problems.append(f"'category' must have dims ('image',), has {ds['category'].dims}")
     for name in ("source", "provenance"):
         if name not in ds.attrs:
             problems.append(f"missing attribute {name!r}")
     if problems:
+        where = where or ds.attrs.get("source")
         origin = f" ({where})" if where else ""
         raise SchemaError(f"dataset{origin} does not follow the v1nb schema:\n  - " + "\n  - ".join(problems))
     return ds
+
+
+def _infinity_problems(ds: xr.Dataset) -> list[str]:
+    """One message per floating-point data variable holding ±inf (count, and where the first is).
+
+    NaN stays allowed (a missing value); an infinite response, rate or pixel has no meaning and
+    would silently turn means, variances and correlations into NaN or nonsense downstream.
+    """
+    problems = []
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind != "f":
+            continue
+        values = np.asarray(var.values)
+        inf = np.isinf(values)
+        count = int(np.count_nonzero(inf))
+        if count:
+            first = dict(zip(var.dims, (int(i) for i in np.unravel_index(int(np.argmax(inf)), values.shape))))
+            where_first = ", ".join(f"{d} {i}" for d, i in first.items())
+            extra = ""
+            if var.dims == ("trial", "neuron"):
+                extra = f" in {int(np.count_nonzero(inf.any(axis=0)))} neurons"
+            problems.append(
+                f"{name!r} has {count} infinite value{'s' if count != 1 else ''}{extra} (first at {where_first}); "
+                f"infinity is not a valid value: mark missing values with NaN"
+            )
+    return problems
 
 
 def provenance_of(ds: xr.Dataset) -> dict[str, Any]:
@@ -263,9 +293,15 @@ def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Validate and write ``ds`` to a NetCDF file atomically (engine h5netcdf).
 
     Returns the path. The file reads back with :func:`read_netcdf` to an identical dataset.
+
+    Raises
+    ------
+    SchemaError
+        If ``ds`` does not follow the schema (e.g. infinite responses); the message names
+        ``path`` and nothing is written.
     """
-    validate(ds)
     path = Path(path)
+    validate(ds, where=path)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
     return path
