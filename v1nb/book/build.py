@@ -25,6 +25,7 @@ import nbformat
 
 from v1nb.book.chapters import Chapter, ParameterError, book_chapters
 from v1nb.book.runner import RunResult, cached_run, default_run_folder, resolve_parameters, run_chapter
+from v1nb.book.latex import prepare_stage
 from v1nb.book.staging import ANSWERS_MARKER, answers_markdown, present_notebook
 
 PROFILES = ("quick", "default")
@@ -44,6 +45,8 @@ class BookResult:
 
     html: Path
     runs: list[RunResult]
+    #: ``_build/latex/<name>.pdf`` when the PDF was built (``pdf=True``), else None.
+    pdf: Path | None = None
 
 
 def chapter_overrides(chapter: Chapter, profile: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def build_book(
     progress: bool = True,
     quiet: bool = False,
     jobs: int = 1,
+    pdf: bool = False,
 ) -> BookResult:
     """Execute (or reuse) every chapter of ``<root>/_toc.yml`` and build the HTML strictly.
 
@@ -91,6 +95,8 @@ def build_book(
     jobs : int
         Chapters executing at the same time: above 1, the chapters without a cached run execute
         on a local Dask cluster, the longest first (:func:`v1nb.book.executor.run_chapters`).
+    pdf : bool
+        Also build the PDF (``_build/latex/*.pdf``, LaTeX builder with pdflatex) from the same stage.
 
     Raises
     ------
@@ -124,7 +130,8 @@ def build_book(
 
     stage_dir = stage(root, chapters, runs)
     html = render(stage_dir, root / "_build", quiet=quiet)
-    return BookResult(html, runs)
+    pdf_path = render(stage_dir, root / "_build", quiet=quiet, builder="pdflatex") if pdf else None
+    return BookResult(html, runs, pdf_path)
 
 
 def stage(root: Path, chapters: list[Chapter], runs: list[RunResult]) -> Path:
@@ -178,13 +185,29 @@ def parameters_markdown(chapters: list[Chapter]) -> str:
     return "\n\n".join(blocks)
 
 
-def render(stage_dir: Path, build_dir: Path, quiet: bool = False) -> Path:
-    """Run ``jupyter-book build -W --all`` on ``stage_dir``; return ``<build_dir>/html``."""
+def render(stage_dir: Path, build_dir: Path, quiet: bool = False, builder: str = "html") -> Path:
+    """Run ``jupyter-book build -W --all`` on ``stage_dir``.
+
+    Returns ``<build_dir>/html`` for ``builder="html"``; for ``"pdflatex"`` (the thesis-style PDF;
+    needs ``latexmk`` and pdflatex) the PDF in ``<build_dir>/latex``.
+    """
     if build_dir.name != "_build":
         raise ValueError(f"Jupyter Book always writes into a folder named _build, not {build_dir}")
+    if builder not in ("html", "pdflatex"):
+        raise ValueError(f"unknown builder {builder!r}; expected 'html' or 'pdflatex'")
+    if builder == "pdflatex":
+        missing = [tool for tool in ("latexmk", "pdflatex") if shutil.which(tool) is None]
+        if missing:
+            raise BookBuildError(
+                f"the PDF needs {' and '.join(missing)} on PATH; on Debian/Ubuntu: "
+                "apt-get install latexmk texlive-latex-extra texlive-fonts-recommended tex-gyre"
+            )
+        prepare_stage(stage_dir)  # parts, one Introduction chapter, Unicode for pdflatex
+        # latexmk compiles every .tex there, and a failed build must leave no stale PDF behind
+        shutil.rmtree(build_dir / "latex", ignore_errors=True)
     exe = Path(sys.executable).with_name("jupyter-book")  # the one installed beside this Python
     command = [str(exe) if exe.exists() else "jupyter-book", "build", str(stage_dir),
-               "--path-output", str(build_dir.parent), "--warningiserror", "--all", "--builder", "html"]
+               "--path-output", str(build_dir.parent), "--warningiserror", "--all", "--builder", builder]
     if quiet:
         command.append("-q")
     done = subprocess.run(command)
@@ -193,4 +216,9 @@ def render(stage_dir: Path, build_dir: Path, quiet: bool = False) -> Path:
             f"jupyter-book build failed (exit {done.returncode}); warnings count as errors. "
             f"Command: {' '.join(command)}"
         )
+    if builder == "pdflatex":
+        pdfs = sorted((build_dir / "latex").glob("*.pdf"))
+        if not pdfs:
+            raise BookBuildError(f"jupyter-book reported success but wrote no PDF in {build_dir / 'latex'}")
+        return pdfs[0]
     return build_dir / "html"
