@@ -214,9 +214,10 @@ def book(
     execute: bool = typer.Option(True, "--execute/--no-execute", help="--no-execute: use cached runs only."),
     jobs: Optional[int] = typer.Option(
         None, "--jobs", "-j", help="Chapters executing at once (default: number of cores; 1: one after another)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also build the PDF (_build/latex/*.pdf; needs latexmk and pdflatex)."),
     root: Optional[Path] = RootOption,
 ) -> None:
-    """Execute every chapter (reusing unchanged runs) and build the HTML, warnings as errors."""
+    """Execute every chapter (reusing unchanged runs) and build the HTML (and the PDF), warnings as errors."""
     from v1nb.book.build import PROFILES, BookBuildError, build_book
     from v1nb.book.executor import default_jobs
     from v1nb.book.runner import ChapterFailed
@@ -229,13 +230,15 @@ def book(
     start = time.perf_counter()
     try:
         result = build_book(root or find_root(), profile, _overrides(parameter), execute=execute,
-                            jobs=jobs or default_jobs())
+                            jobs=jobs or default_jobs(), pdf=pdf)
     except (ChapterError, ParameterError, ChapterFailed, BookBuildError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     fresh = sum(not r.cached for r in result.runs)
     typer.echo(f"{len(result.runs)} chapter(s), {fresh} executed, {len(result.runs) - fresh} from cache; "
                f"{time.perf_counter() - start:.1f} s")
     typer.echo(f"HTML: {result.html / 'index.html'}")
+    if result.pdf is not None:
+        typer.echo(f"PDF: {result.pdf}")
 
 
 @app.command("new")
