@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -374,3 +375,35 @@ def test_parallel_finetunes_take_their_parent_from_the_cache(ds, tmp_path):
 def test_without_early_stopping_the_last_weights_are_kept(ds):
     model = ResponseModel("cnn", "gaussian", 0, early_stopping=False, **dict(FAST, max_epochs=3)).fit(ds)
     assert len(model.history_["epochs"]) == 4 and model.history_["best_epoch"] == 3
+
+
+def test_fit_many_jobs_may_carry_their_own_dataset(ds, tmp_path):
+    from v1nb.models.curves import subsample_train
+
+    small = subsample_train(ds, 100, seed=0)
+    models = fit_many(ds, [{"core": "cnn", **FAST}, {"core": "cnn", "dataset": small, **FAST}], n_jobs=2,
+                      cache_dir=tmp_path)
+    assert models[1].history_["n_train"] < models[0].history_["n_train"]
+    again = fit(small, "cnn", cache_dir=tmp_path, **FAST)
+    assert again.history_["cached"] is True
+
+
+@pytest.mark.slow
+def test_models_chapter_runs_on_all_repeated_images_with_an_image_split(tmp_path):
+    """Issue 14.5: a recording whose images are all repeated (all 'test' by the schema) fits with split=images:..."""
+    import json
+
+    from v1nb.data import to_netcdf, twin
+
+    ds = twin("quick", seed=0)
+    known = ds["image_id"].values >= 0
+    tiers = np.where(known, "test", ds["tier"].values.astype(str)).astype(object)
+    path = to_netcdf(ds.assign_coords(tier=("trial", tiers)), tmp_path / "all_test.nc")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "v1nb.book.cli", "run", "models", "-p", "data", str(path), "-p", "split",
+           "images:0.8,0.1,0.1", "-p", "compare", "False", "-p", "budget", "quick", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    values = results.get("values", results)
+    assert values["split"] == "images:0.8,0.1,0.1" and np.isfinite(values["corr_avg"])

@@ -55,14 +55,17 @@ def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str
 
     job = dict(job)
     parent = job.pop("parent_entry", None)
-    if parent is not None:  # a fine-tune: the parent travels as its cache entry, not as a pickled network
-        job["parent"] = _cache.load(parent[0], _WORKER_DATA, key=parent[1])
-    model = fit(_WORKER_DATA, cache_dir=cache_dir, **job)
+    # a fine-tune's parent travels as its cache entry, not as a pickled network
+    data = job.pop("dataset", None)
+    data = _WORKER_DATA if data is None else data
+    if parent is not None:
+        job["parent"] = _cache.load(parent[0], data, key=parent[1])
+    model = fit(data, cache_dir=cache_dir, **job)
     path = entry_path(model, cache_dir)
     return str(path) if path else "", model.cache_key_
 
 
-_NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "terms")
+_NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "terms", "dataset")
 
 
 def _check_job(job: Mapping[str, Any], cache_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -70,6 +73,8 @@ def _check_job(job: Mapping[str, Any], cache_dir: str | os.PathLike | None) -> d
     ResponseModel(job.get("core", "cnn"), job.get("readout", "gaussian"), job.get("seed", 0),
                   interaction=job.get("interaction", "none"), head=job.get("head", "none"),
                   **{k: v for k, v in job.items() if k not in _NOT_SETTINGS}).validate()
+    if job.get("dataset") is not None and not isinstance(job["dataset"], xr.Dataset):
+        raise TypeError(f"job 'dataset' must be an xarray.Dataset, got {type(job['dataset']).__name__}")
     if job.get("terms") is not None:
         from v1nb.models.objectives import check_terms
 
@@ -109,7 +114,8 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
         ``interaction``, ``head``, settings, and for a fine-tune ``parent`` — a model from the
         cache — and ``terms``, which must be picklable), e.g.
         ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``. Every job is validated before any
-        fit starts.
+        fit starts. A job may carry its own ``dataset`` (e.g. a subsample for a learning curve),
+        sent to its worker with the job.
     n_jobs : int, optional
         Worker processes (default: the CPU cores). ``1`` fits in this process.
     cache_dir : path, optional
@@ -134,7 +140,11 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
         raise ValueError(f"n_jobs={n_jobs} must be at least 1")
     # fits already cached, a single fit, one worker or a GPU: no worker processes needed
     if n_jobs == 1 or len(jobs) == 1 or torch.cuda.is_available():
-        return [fit(ds, cache_dir=cache_dir, **job) for job in jobs]
+        out = []
+        for job in map(dict, jobs):
+            data = job.pop("dataset", None)
+            out.append(fit(ds if data is None else data, cache_dir=cache_dir, **job))
+        return out
     folder = str(cache_dir) if cache_dir is not None else None
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools
     with cf.ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
@@ -142,10 +152,12 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
         futures = [pool.submit(_fit_in_worker, _for_worker(job, cache_dir), folder) for job in jobs]
         results = [f.result() for f in futures]
     models = []
-    for (path, key), job in zip(results, jobs):
-        model = _cache.load_or_none(Path(path), ds, key) if path else None
+    for (path, key), job in zip(results, map(dict, jobs)):
+        data = job.pop("dataset", None)
+        data = ds if data is None else data
+        model = _cache.load_or_none(Path(path), data, key) if path else None
         if model is None:  # the worker could not write its entry (it warned): fit here
-            model = fit(ds, cache_dir=cache_dir, **job)
+            model = fit(data, cache_dir=cache_dir, **job)
         else:
             model.history_["cached"] = True
         models.append(model)
