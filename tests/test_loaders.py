@@ -494,3 +494,15 @@ def test_relative_paths_resolve_from_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # e.g. a chapter's run folder
     ds = open_dataset("../shared/data/antolik2016", region=2)
     assert ds.attrs["source"] == "antolik2016:region2"
+
+
+def test_infinite_responses_in_a_format_name_the_path_variable_and_count(tmp_path):
+    """A loader's output is validated; the error names the full path, not just the source label."""
+    from v1nb.data import SchemaError
+
+    folder, _ = fx.write_allen(tmp_path / "allen_boc_1")
+    out = np.load(folder / "Allen_test_output.npy")
+    out[0, :2] = np.inf
+    np.save(folder / "Allen_test_output.npy", out)
+    with pytest.raises(SchemaError, match=rf"(?s){tmp_path}/allen_boc_1.*'responses' has 2 infinite values"):
+        open_dataset(folder)

@@ -23,6 +23,7 @@ import xarray as xr
 
 from v1nb.data import formats
 from v1nb.data.locations import repository_root
+from v1nb.data.schema import SchemaError
 
 TWIN = "twin"
 
@@ -52,6 +53,9 @@ def open_dataset(spec: str | os.PathLike, **options: Any) -> xr.Dataset:
         An option the format does not have (the message lists the valid ones).
     formats.FormatError
         A file has the wrong shape or is corrupt (the message names it and the expectation).
+    SchemaError
+        The data break the schema, e.g. infinite responses (the message names the path, the
+        variable and the count).
 
     Examples
     --------
@@ -70,7 +74,13 @@ def open_dataset(spec: str | os.PathLike, **options: Any) -> xr.Dataset:
     if unknown:
         listing = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
         raise TypeError(f"unknown option(s) {unknown} for {fmt.NAME} ({path}); valid options: {listing}")
-    return fmt.load(path, **options)
+    try:
+        return fmt.load(path, **options)
+    except SchemaError as err:
+        # The schema check names the dataset's source label; name the file the user gave too.
+        if str(path) in str(err):
+            raise
+        raise SchemaError(f"{path}: {err}") from err
 
 
 def _resolve(spec: str | os.PathLike) -> Path:
