@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Reinstall only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv test test-slow book book-quick bench clean
+.PHONY: venv test test-slow book book-quick pdf pdf-quick bench clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,14 @@ book: $(STAMP)
 
 book-quick: $(STAMP)
 	$(BIN)/v1nb book --profile quick
+
+# The PDF (_build/latex/v1nb-book.pdf) beside the HTML; needs pdflatex and latexmk (Debian:
+# apt-get install latexmk texlive-latex-extra texlive-fonts-recommended tex-gyre).
+pdf: $(STAMP)
+	$(BIN)/v1nb book --profile default --pdf
+
+pdf-quick: $(STAMP)
+	$(BIN)/v1nb book --profile quick --pdf
 
 bench: $(STAMP)
 	@for script in bench/*.py; do \

@@ -87,7 +87,7 @@ def unicode_preamble(texts: Iterable[str]) -> str:
 
 
 def prepare_stage(stage_dir: Path) -> None:
-    """Make the staged book a thesis for pdflatex (run after the HTML build: it edits the stage).
+    r"""Make the staged book a thesis for pdflatex (run after the HTML build: it edits the stage).
 
     - Sphinx's standard LaTeX writer (``use_jupyterbook_latex: false``: Jupyter Book's own LaTeX
       extension insists on xelatex) makes every section of the root page a chapter and ignores
