@@ -47,7 +47,8 @@ def _one_blas_thread() -> threadpool_limits:
     the state gain) differently with the thread count, which changes the last bits of the rates,
     gains and SNRs; ``twin(seed=0)`` must give the same bytes under ``OMP_NUM_THREADS=1`` and ``=2``
     (the model cache fingerprints the data). One thread costs little here: the products are a
-    fraction of the twin's time (default profile ~12 s either way on 2 cores).
+    fraction of the twin's time (default profile ~12 s either way on 2 cores). Nested uses are
+    harmless (the outermost one restores the caller's setting).
     """
     return threadpool_limits(limits=1, user_api="blas")
 
@@ -282,12 +283,20 @@ def snr_from_rates(test_rates: np.ndarray, config: TwinConfig) -> tuple[np.ndarr
 
 def simulate(config: TwinConfig, seed: int, profile: str = "custom",
              overrides: dict[str, Any] | None = None) -> xr.Dataset:
-    """Run the twin for a configuration: the dataset (see :func:`v1nb.data.digital_twin.twin`)."""
-    from v1nb.provenance import provenance
+    """Run the twin for a configuration: the dataset (see :func:`v1nb.data.digital_twin.twin`).
 
+    Every BLAS product inside (stimuli, filter bank, state gain) runs on one thread, so the bytes
+    depend on (config, seed) only, not on ``OMP_NUM_THREADS`` (see :func:`_one_blas_thread`).
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative int")
-    seed = int(seed)
+    with _one_blas_thread():
+        return _simulate(config, int(seed), profile, overrides)
+
+
+def _simulate(config: TwinConfig, seed: int, profile: str, overrides: dict[str, Any] | None) -> xr.Dataset:
+    from v1nb.provenance import provenance
+
     images, category = natural_patches(config.n_images, config.image_shape, _rng(seed, "stimuli"),
                                        scale=config.patch_scale)
     pop, image_rates = _build(config, seed, images)
@@ -299,13 +308,12 @@ def simulate(config: TwinConfig, seed: int, profile: str = "custom",
     responses = np.empty((t, n), dtype=np.float32)
     test_rows = _test_rows(image_id, tier, config)
     snr, oracle = np.empty(n), np.empty(n)
-    with _one_blas_thread():  # the state gain is a BLAS product (see _one_blas_thread)
-        for k, start in enumerate(range(0, n, _CHUNK)):
-            cols = slice(start, min(start + _CHUNK, n))
-            r = trial_rates(pop, image_rates, image_id, state, cols)
-            rates[:, cols] = r
-            responses[:, cols] = _noise.sample(r, config, _rng(seed, "noise", k))
-            snr[cols], oracle[cols] = snr_from_rates(r[test_rows], config)
+    for k, start in enumerate(range(0, n, _CHUNK)):
+        cols = slice(start, min(start + _CHUNK, n))
+        r = trial_rates(pop, image_rates, image_id, state, cols)
+        rates[:, cols] = r
+        responses[:, cols] = _noise.sample(r, config, _rng(seed, "noise", k))
+        snr[cols], oracle[cols] = snr_from_rates(r[test_rows], config)
 
     c = pop.cells
     neuron_coords = {
@@ -345,9 +353,10 @@ def twin_population(profile: str = "default", seed: int = 0, **overrides: Any) -
         The twin's stimuli (the population is calibrated on them).
     """
     config = make_config(profile, **overrides)
-    images, _ = natural_patches(config.n_images, config.image_shape, _rng(int(seed), "stimuli"),
-                                scale=config.patch_scale)
-    return build_population(config, int(seed), images), images
+    with _one_blas_thread():  # as in simulate: the same images and neurons whatever the threads
+        images, _ = natural_patches(config.n_images, config.image_shape, _rng(int(seed), "stimuli"),
+                                    scale=config.patch_scale)
+        return build_population(config, int(seed), images), images
 
 
 def population_of(ds: xr.Dataset) -> TwinPopulation:
