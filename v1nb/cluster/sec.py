@@ -100,6 +100,16 @@ class SEC(SpectralDiscretizerMixin):
     n_components_graph_ : int
         Connected components of the kNN graph.
 
+    Raises
+    ------
+    ValueError
+        From :meth:`fit` when X holds NaN or infinity, has fewer samples than ``n_clusters``, or
+        has fewer *distinct* rows than ``n_clusters`` ("X has d distinct rows (of N), fewer than
+        n_clusters=c"): identical points cannot be told apart, so the estimator refuses rather
+        than return arbitrary clusters (a design choice pinned by
+        ``tests/test_cluster_bad_input.py``). Fewer distinct rows than neighbours only warns
+        (:class:`~v1nb.cluster.DuplicatePointsWarning`).
+
     Notes
     -----
     ``predict`` embeds new points by (x − mean_) W + b and discretises them with the same rotation
