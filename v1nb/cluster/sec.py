@@ -107,7 +107,7 @@ class SEC(SpectralDiscretizerMixin):
         has fewer *distinct* rows than ``n_clusters`` ("X has d distinct rows (of N), fewer than
         n_clusters=c"): identical points cannot be told apart, so the estimator refuses rather
         than return arbitrary clusters (a design choice pinned by
-        ``tests/test_cluster_bad_input.py``). Fewer distinct rows than neighbours only warns
+        ``tests/test_cluster_bad_input.py``). Otherwise duplicate rows only warn
         (:class:`~v1nb.cluster.DuplicatePointsWarning`).
 
     Notes
