@@ -1,0 +1,108 @@
+"""``v1nb sweep``: a grid of cached runs of the tiny chapter on a Dask LocalCluster, into one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from v1nb.book.chapters import Chapter, ParameterError
+from v1nb.book.cli import app
+from v1nb.book.sweep import grid_points, parse_values, plan_sweep
+
+cli = CliRunner()
+
+
+def expected_mean(seed: int, n: int, scale: float) -> float:
+    return float((scale * np.random.default_rng(seed).standard_normal(n)).mean())
+
+
+@pytest.fixture
+def chapter(book: Path) -> Chapter:
+    """The tiny chapter, made to fail at the point n=3, scale=2 (and only there)."""
+    path = book / "book" / "part" / "tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[3].source.startswith("if fail:")
+    nb.cells[3].source = nb.cells[3].source.replace("if fail:", "if fail or (n == 3 and scale == 2.0):", 1)
+    nbformat.write(nb, path)
+    return Chapter.from_notebook(path)
+
+
+def test_grid_is_the_product_or_the_pairing() -> None:
+    assert grid_points({"n": ["2", "3"], "scale": ["1", "2"]}) == [
+        {"n": "2", "scale": "1"}, {"n": "2", "scale": "2"}, {"n": "3", "scale": "1"}, {"n": "3", "scale": "2"}]
+    assert grid_points({"n": ["2", "3"], "scale": ["1", "2"]}, zip_=True) == [
+        {"n": "2", "scale": "1"}, {"n": "3", "scale": "2"}]
+    with pytest.raises(ParameterError, match="equal lengths"):
+        grid_points({"n": ["2", "3"], "scale": ["1"]}, zip_=True)
+    with pytest.raises(ParameterError, match="appears twice"):
+        grid_points({"n": ["2", "2"]})
+    with pytest.raises(ParameterError, match="empty value in '2,,3'"):
+        parse_values("n", "2,,3")
+
+
+def test_every_point_is_validated_before_anything_runs(chapter: Chapter, book: Path) -> None:
+    with pytest.raises(ParameterError, match="sweep point n=2, scale=x: chapter 'tiny': parameter 'scale' expects float"):
+        plan_sweep(chapter, {"n": ["2", "3"], "scale": ["1", "x"]}, root=book)
+    result = cli.invoke(app, ["sweep", "tiny", "--root", str(book), "-p", "n", "2,3", "-p", "data", "twin:quick,twin:huge"])
+    assert result.exit_code == 1 and "unknown twin profile 'huge'" in result.output
+    result = cli.invoke(app, ["sweep", "tiny", "--root", str(book), "-p", "output_dir", "a,b"])
+    assert result.exit_code == 1 and "cannot be swept" in result.output
+    assert not (book / "runs").exists() and not (book / "sweeps").exists()
+
+
+def test_a_2x2_sweep_on_a_local_cluster_with_one_failing_point(chapter: Chapter, book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    args = ["sweep", "tiny", "--root", str(book), "-p", "n", "2,3", "-p", "scale", "1,2", "--out", str(out), "--jobs", "2"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "4 point(s), 4 executed, 0 from cache, 1 failed" in result.output, result.output
+    assert "failed point n=3, scale=2: chapter 'tiny' failed in cell 3" in result.output
+    assert "ValueError: asked to fail" in result.output
+
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.columns) == ["n", "scale", "data_spec", "mean", "run_folder"]  # values as in results.json
+    assert [tuple(r) for r in table[["n", "scale"]].itertuples(index=False)] == [(2, 1.0), (2, 2.0), (3, 1.0)]
+    for row in table.itertuples(index=False):
+        assert row.mean == pytest.approx(expected_mean(0, row.n, row.scale))
+        assert json.loads((Path(row.run_folder) / "run.json").read_text())["parameters"]["n"] == row.n
+    with xr.open_dataset(out / "table.nc", engine="h5netcdf") as ds:
+        assert ds.sizes["point"] == 3 and set(ds.coords) >= {"n", "scale"}
+        np.testing.assert_allclose(ds["mean"].values, table["mean"].values)
+    failures = json.loads((out / "failures.json").read_text())
+    assert len(failures) == 1
+    assert failures[0]["parameters"] == {"n": "3", "scale": "2"}
+    assert failures[0]["ename"] == "ValueError" and failures[0]["cell_index"] == 3
+    assert "asked to fail" in failures[0]["error"]
+
+    # the points that ran are cached: a re-run executes only the one without a complete run
+    created = {row.run_folder: json.loads((Path(row.run_folder) / "run.json").read_text())["created"]
+               for row in table.itertuples(index=False)}
+    again = cli.invoke(app, args)
+    assert again.exit_code == 1 and "4 point(s), 1 executed, 3 from cache, 1 failed" in again.output, again.output
+    for folder, stamp in created.items():
+        assert json.loads((Path(folder) / "run.json").read_text())["created"] == stamp
+    pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), table)
+
+
+def test_a_finished_sweep_starts_no_cluster(chapter: Chapter, book: Path, tmp_path: Path, monkeypatch) -> None:
+    from v1nb.book import sweep
+
+    args = ["sweep", "tiny", "--root", str(book), "-p", "n", "2", "-p", "scale", "1", "--out", str(tmp_path / "s")]
+    first = cli.invoke(app, [*args, "--jobs", "1"])
+    assert first.exit_code == 0, first.output
+    assert "1 point(s), 1 executed, 0 from cache, 0 failed" in first.output, first.output
+
+    def no_cluster(*a, **k):
+        raise AssertionError("nothing to execute: no cluster")
+
+    monkeypatch.setattr(sweep, "dask_client", no_cluster)
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and "0 executed, 1 from cache" in again.output, again.output
+    assert json.loads((tmp_path / "s" / "failures.json").read_text()) == []
