@@ -108,7 +108,8 @@ def add_to_toc(text: str, part: str, toc_entry: str) -> str:
     file_line = re.compile(rf"^(\s*)-\s*file:\s*['\"]?book/{re.escape(part)}/[^\s'\"]+['\"]?\s*(#.*)?$")
     matches = [(i, m) for i, line in enumerate(lines) if (m := file_line.match(line.rstrip("\n")))]
     if matches:
-        i, m = matches[-1]
+        level = min(len(m.group(1)) for _, m in matches)  # chapters, not their sections
+        i, m = [(i, m) for i, m in matches if len(m.group(1)) == level][-1]
         indent = m.group(1)
         j = i + 1  # past this entry's own nested lines (sections:, title:)
         while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > len(indent)):
