@@ -131,3 +131,44 @@ def _text(html: str) -> str:
     import re
 
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
+# --- chapters in parallel (v1nb book --jobs) -------------------------------------------------
+
+
+def _two_chapter_book(book: Path) -> list[Chapter]:
+    import shutil
+
+    shutil.copy(book / "book" / "part" / "tiny.ipynb", book / "book" / "part" / "tiny2.ipynb")
+    toc = book / "_toc.yml"
+    toc.write_text(toc.read_text().replace("      - file: book/part/tiny\n",
+                                           "      - file: book/part/tiny\n      - file: book/part/tiny2\n"))
+    return book_chapters(book)
+
+
+def test_chapters_run_at_once_on_dask_and_a_failure_keeps_the_others(book: Path) -> None:
+    import numpy as np
+
+    from v1nb.book.executor import run_chapters
+    from v1nb.book.runner import ChapterFailed
+
+    chapters = _two_chapter_book(book)
+    assert [c.name for c in chapters] == ["tiny", "tiny2"]
+    with pytest.raises(ChapterFailed, match="chapter 'tiny2' failed in cell 3 .*asked to fail"):
+        run_chapters(book, chapters, [{"n": 3}, {"fail": True}], jobs=2, progress=False)
+    runs = run_chapters(book, chapters, [{"n": 3}, {"n": 4}], jobs=2, progress=False)
+    assert runs[0].cached and not runs[1].cached  # the chapter that ran beside the failure was kept
+    assert [r.chapter for r in runs] == ["tiny", "tiny2"]
+    mean = float(np.random.default_rng(0).standard_normal(3).mean())
+    assert runs[0].results["values"]["mean"] == pytest.approx(mean)
+
+
+def test_the_longest_chapter_is_submitted_first(book: Path) -> None:
+    from v1nb.book.executor import LONGEST_FIRST, expected_seconds
+    from v1nb.io import write_json
+
+    write_json(book / "runs" / "tiny" / "a" / "run.json", {"wall_time_s": 3.0})
+    write_json(book / "runs" / "tiny" / "b" / "run.json", {"wall_time_s": 7.5})
+    assert expected_seconds(book, "tiny") == 7.5
+    assert expected_seconds(book, "never_ran") == 0.0
+    assert "models" in LONGEST_FIRST and expected_seconds(book, "models") == float("inf")
