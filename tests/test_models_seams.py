@@ -407,3 +407,21 @@ def test_models_chapter_runs_on_all_repeated_images_with_an_image_split(tmp_path
     results = json.loads((out / "results.json").read_text())
     values = results.get("values", results)
     assert values["split"] == "images:0.8,0.1,0.1" and np.isfinite(values["corr_avg"])
+
+
+def test_two_processes_asking_for_one_fit_fit_it_once(tmp_path):
+    """The per-key lock: the second process waits for the first and reuses its entry (issue 15.2)."""
+    script = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        from v1nb.data import twin
+        from v1nb.models import fit
+        m = fit(twin("quick", seed=0), "cnn", "gaussian", seed=0, cache_dir={str(tmp_path)!r}, max_epochs=3,
+                layers=1, hidden_channels=4)
+        print("CACHED", m.history_["cached"])
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert sorted(out.strip().splitlines()[-1] for out, _ in outs) == ["CACHED False", "CACHED True"]
+    assert len(list(tmp_path.glob("*.pt"))) == 1
