@@ -350,3 +350,12 @@ def test_a_folder_that_is_no_dataset_is_rejected(chapter: Chapter, tmp_path: Pat
     (tmp_path / "notes" / "readme.txt").write_text("not a recording")
     with pytest.raises(ParameterError, match="not a recognised dataset"):
         run_chapter(chapter, {"data": str(tmp_path / "notes")}, out=tmp_path / "run")
+
+
+def test_the_run_cache_fingerprints_the_package_like_the_model_cache() -> None:
+    import v1nb
+    from v1nb.book.runner import package_hash
+    from v1nb.fingerprint import package_fingerprint
+
+    package = Path(v1nb.__file__).resolve().parent
+    assert package_hash() == package_fingerprint([package], root=package.parent)

@@ -112,18 +112,17 @@ class RunResult:
 
 @functools.lru_cache(maxsize=1)
 def package_hash() -> str:
-    """SHA-256 over the ``v1nb`` package's Python sources: any code change invalidates cached runs.
+    """Fingerprint of the ``v1nb`` package's code: any code change invalidates cached runs.
 
     Stricter than comparing the version number, which does not change while the code is being
-    worked on. Computed once per process, so one ``v1nb book`` compares all chapters against the
-    same sources.
+    worked on. The same fingerprint as the model cache's (:func:`v1nb.fingerprint.package_fingerprint`:
+    syntax trees without docstrings), so an edit to prose or comments alone re-runs nothing.
+    Computed once per process, so one ``v1nb book`` compares all chapters against the same sources.
     """
+    from v1nb.fingerprint import package_fingerprint
+
     package = Path(__file__).resolve().parent.parent  # v1nb/, not only v1nb/book/
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return package_fingerprint([package], root=package.parent)
 
 
 def parameters_hash(parameters: Mapping[str, Any]) -> str:
