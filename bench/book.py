@@ -1,15 +1,21 @@
-"""Benchmark: wall time of ``v1nb book`` from a cold cache.
+"""Benchmark: wall time of ``v1nb book`` from a cold cache with ``--jobs 1`` and ``--jobs N``, then a warm rebuild.
 
-The book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) is copied into a temporary
-folder so that its ``runs/`` cache starts empty, with an empty model cache (``$V1NB_CACHE`` in the
-same folder: the fitted networks are most of a cold build), and the repository's own caches and
-``_build/`` are left alone; ``v1nb book`` then runs there in a subprocess, as a user would run it. Reports the
-total wall time, each chapter's execution time (from its ``run.json``), the remainder (staging and
-the Jupyter Book render, plus start-up), and the peak resident memory of the largest process
-(a chapter's kernel, usually).
+For each ``--jobs`` value the book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``)
+is copied into a fresh temporary folder, so that its ``runs/`` cache starts empty, with an empty
+model cache (``$V1NB_CACHE`` in the same folder: the fitted networks are most of a cold build),
+and the repository's own caches and ``_build/`` are left alone; ``v1nb book --jobs N`` then runs
+there in a subprocess, as a user would run it. After the last cold build, the same command runs
+again in the same folder with nothing changed: the warm rebuild (every chapter from the run
+cache, then the render).
 
-Usage: ``python bench/book.py [--profile quick|default]`` (default: ``default``).
-Writes ``bench/results/book.json`` (one entry per profile, others kept).
+Reports for each build the total wall time, each chapter's execution time (from its
+``run.json``), the remainder (staging and the Jupyter Book render, plus start-up), the peak
+resident memory of the largest child process, and the ratio of every cold build to the
+``--jobs 1`` one; with the CPU model, core count and load average (a loaded machine makes the
+figures unreliable).
+
+Usage: ``python bench/book.py [--profile quick|default] [--jobs 1 2]`` (default: ``default``,
+jobs 1 and 2). Writes ``bench/results/book.json`` (one entry per profile, others kept).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -32,38 +39,80 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "book.json"
 
 
-def bench_book(profile: str) -> dict:
-    """Build the book from a cold cache in a temporary copy; return the timings."""
-    with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-") as tmp:
-        root = Path(tmp)
-        for name in ("_config.yml", "_toc.yml", "references.bib"):
-            shutil.copy2(REPO / name, root / name)
-        shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        start = time.perf_counter()
-        env = {**os.environ, "V1NB_CACHE": str(root / "model-cache")}
-        subprocess.run([sys.executable, "-m", "v1nb.book.cli", "book", "--profile", profile, "--root", str(root)],
-                       check=True, env=env)
-        total = time.perf_counter() - start
-        chapters = {}
-        for record in sorted((root / "runs").glob("*/*/run.json")):
-            run = json.loads(record.read_text())
-            chapters[run["chapter"]] = run["wall_time_s"]
+def machine() -> dict:
+    """CPU model, cores and the 1/5/15-minute load average now."""
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def copy_book(root: Path) -> None:
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+
+
+def build(root: Path, profile: str, jobs: int) -> dict:
+    """Run ``v1nb book`` in ``root``; return its wall time and the chapters' times from run.json."""
+    env = {**os.environ, "V1NB_CACHE": str(root / "model-cache")}
+    load_before = machine()["loadavg"]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "v1nb.book.cli", "book", "--profile", profile, "--root", str(root),
+                    "--jobs", str(jobs)], check=True, env=env)
+    total = time.perf_counter() - start
+    chapters = {}
+    for record in sorted((root / "runs").glob("*/*/run.json")):
+        run = json.loads(record.read_text())
+        chapters[run["chapter"]] = run["wall_time_s"]
+    return {
+        "jobs": jobs,
+        "wall_time_s": round(total, 1),
+        "chapters_s": chapters,
+        # chapters overlap when jobs > 1, so this is only "the rest" for jobs 1
+        "render_and_overhead_s": round(total - sum(chapters.values()), 1) if jobs == 1 else None,
+        "loadavg_before": load_before,
+        "loadavg_after": machine()["loadavg"],
+    }
+
+
+def bench_book(profile: str, jobs_list: list[int]) -> dict:
+    """Cold builds for each ``jobs`` value, then a warm rebuild of the last one."""
+    cold = []
+    warm = None
+    for k, jobs in enumerate(jobs_list):
+        with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-") as tmp:
+            root = Path(tmp)
+            copy_book(root)
+            cold.append(build(root, profile, jobs))
+            if k == len(jobs_list) - 1:
+                warm = build(root, profile, jobs)
+                warm.pop("render_and_overhead_s")
+    base = next((c["wall_time_s"] for c in cold if c["jobs"] == 1), None)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "profile": profile,
-        "wall_time_s": round(total, 1),
-        "chapters_s": chapters,
-        "render_and_overhead_s": round(total - sum(chapters.values()), 1),
+        "cold": cold,
+        "cold_ratio_to_jobs_1": {str(c["jobs"]): round(c["wall_time_s"] / base, 3) for c in cold} if base else None,
+        "warm_rebuild": warm,
         "peak_rss_mb_largest_process": round(peak_mb, 1),
-        "cpus": os.cpu_count(),
+        "machine": machine(),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=("quick", "default"), default="default")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="cold builds to time (default: 1 2)")
     args = parser.parse_args()
-    result = bench_book(args.profile)
+    if any(j < 1 for j in args.jobs):
+        parser.error("--jobs values must be at least 1")
+    result = bench_book(args.profile, args.jobs)
     print(json.dumps(result, indent=2))
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     profiles = previous.get("profiles", {})
