@@ -48,4 +48,4 @@ bench: $(STAMP)
 	done
 
 clean:
-	rm -rf _build runs .pytest_cache
+	rm -rf _build runs sweeps .pytest_cache
