@@ -47,6 +47,11 @@ def test_grid_is_the_product_or_the_pairing() -> None:
         parse_values("n", "2,,3")
 
 
+def test_two_spellings_of_one_point_are_refused(chapter: Chapter, book: Path) -> None:
+    with pytest.raises(ParameterError, match="sweep points scale=1 and scale=1.0 are the same run"):
+        plan_sweep(chapter, {"scale": ["1", "1.0"]}, root=book)
+
+
 def test_every_point_is_validated_before_anything_runs(chapter: Chapter, book: Path) -> None:
     with pytest.raises(ParameterError, match="sweep point n=2, scale=x: chapter 'tiny': parameter 'scale' expects float"):
         plan_sweep(chapter, {"n": ["2", "3"], "scale": ["1", "x"]}, root=book)

@@ -144,7 +144,11 @@ def plan_sweep(chapter: Chapter, grid: Mapping[str, Sequence[Any]], *, zip_: boo
         except ParameterError as exc:
             raise ParameterError(f"sweep point {_label(given)}: {exc}") from None
         parameters.pop("output_dir", None)
-        points.append(SweepPoint(given, parameters, default_run_folder(root, chapter, parameters).resolve()))
+        point = SweepPoint(given, parameters, default_run_folder(root, chapter, parameters).resolve())
+        same = next((p for p in points if p.folder == point.folder), None)
+        if same is not None:  # e.g. seed 1 and 01: one run, which two workers must not write at once
+            raise ParameterError(f"sweep points {same.label} and {point.label} are the same run; remove one value")
+        points.append(point)
     return points
 
 
