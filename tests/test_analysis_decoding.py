@@ -102,3 +102,17 @@ def test_errors_are_explicit():
         decode_category(ds.drop_vars("category"))
     with pytest.raises(ValueError, match="merge"):
         decode_category(ds, merge={"c0": 0})
+
+
+def test_kbest_selection_is_silent_about_constant_neurons():
+    # a silent neuron (constant in every fold) scores F = 0: no sklearn warning in a chapter's output
+    import warnings
+
+    ds = category_dataset()
+    responses = ds["responses"].values.copy()
+    responses[:, 0] = 0.0
+    ds["responses"] = (("trial", "neuron"), responses)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = decode_category(ds, selection="kbest", n_features=8, n_splits=3, n_boot=50)
+    assert result.balanced_accuracy > 0.5

@@ -18,6 +18,7 @@ Class merging
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -47,6 +48,20 @@ MODELS = ("logistic", "forest", "boosting", "mlp")
 #: Principal components given to gradient boosting when no selection/extraction is asked for.
 BOOSTING_COMPONENTS = 64
 SELECTIONS = (None, "kbest", "rfe", "pca", "factor")
+
+
+def anova_f(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sklearn.feature_selection.f_classif` with F = 0, p = 1 for a feature that is constant
+    in the training fold (a silent neuron separates no class), instead of NaN and a warning.
+
+    Ranks the features as ``f_classif`` does (scikit-learn already puts NaN scores last); it only
+    keeps the "Features [...] are constant" warnings out of the chapters' output.
+    """
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f, p = f_classif(X, y)
+    return np.nan_to_num(f, nan=0.0), np.nan_to_num(p, nan=1.0)
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,7 @@ def make_decoder(model: str = "logistic", selection: str | None = None, n_featur
     }
     steps: list[tuple[str, Any]] = [("scale", StandardScaler())]
     if selection == "kbest":
-        steps.append(("select", SelectKBest(f_classif, k=n_features)))
+        steps.append(("select", SelectKBest(anova_f, k=n_features)))
     elif selection == "rfe":
         steps.append(("select", RFE(LogisticRegression(C=0.1, max_iter=1000, class_weight=weight),
                                     n_features_to_select=n_features, step=0.2)))

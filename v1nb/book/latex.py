@@ -95,7 +95,10 @@ def prepare_stage(stage_dir: Path) -> None:
       "Introduction" chapter, and each part's first page starts with ``\part{<caption>}``.
     - The Unicode characters of the staged sources are declared in ``latex_elements.preamble``.
     """
-    _thesis_structure(stage_dir)
+    marker = stage_dir / ".v1nb-latex"  # the stage is edited once, however often the PDF is built from it
+    if not marker.exists():
+        _thesis_structure(stage_dir)
+        marker.touch()
     texts = [p.read_text(errors="replace") for p in stage_dir.rglob("*") if p.suffix in (".md", ".ipynb", ".bib")]
     preamble = unicode_preamble(texts)
     config_path = stage_dir / "_config.yml"
