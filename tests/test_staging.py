@@ -124,3 +124,13 @@ def test_the_book_cites_no_file_its_readers_do_not_have() -> None:
     pages = [*REPO.glob("book/**/*.md"), *REPO.glob("book/**/*.ipynb")]
     offenders = [str(p.relative_to(REPO)) for p in pages if "methods.md" in p.read_text()]
     assert not offenders, f"pages citing methods.md (put the formula in book/notation.md): {offenders}"
+
+
+def test_no_glue_role_inside_inline_code() -> None:
+    # `{glue:text}`name`` renders as raw text: the role is inside a code span (seen in the models chapter)
+    pages = [*REPO.glob("book/**/*.md"), *REPO.glob("book/**/*.ipynb")]
+    for page in pages:
+        sources = ([page.read_text()] if page.suffix == ".md" else
+                   [c.source for c in nbformat.read(page, as_version=4).cells if c.cell_type == "markdown"])
+        for text in sources:
+            assert not re.search(r"(?<!`)`\{glue", text), f"{page.relative_to(REPO)}: a glue role inside backticks"
