@@ -60,6 +60,16 @@ def test_present_notebook_drops_the_injected_cell_and_hides_save_output(tmp_path
     assert len(nb.cells) == 8 and "injected-parameters" in nb.cells[2].metadata["tags"]  # input untouched
 
 
+def test_present_notebook_drops_the_echo_of_a_final_report_value(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    echo = nbformat.v4.new_output("execute_result", data={"text/plain": "60"}, execution_count=1)
+    shown_table = nbformat.v4.new_output("execute_result", data={"text/plain": "table"}, execution_count=2)
+    nb.cells = [nbformat.v4.new_code_cell('x = 1\nreport.value("n", 60)', outputs=[echo]),
+                nbformat.v4.new_code_cell('report.value("n", 60)\ntable', outputs=[shown_table])]
+    shown = present_notebook(nb, {}, {})
+    assert shown.cells[0].outputs == [] and shown.cells[1].outputs[0]["data"]["text/plain"] == "table"
+
+
 def test_answers_markdown_glues_the_chapter_answer_across_pages(tmp_path: Path) -> None:
     chapter = type("C", (), {"title": "T", "name": "t"})()
     run = {"notebook": _executed(tmp_path), "parameters": {"data": "twin:quick", "seed": 3}, "values": {"mean": 0.5}}

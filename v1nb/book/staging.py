@@ -9,7 +9,8 @@ book shows a presented copy (:func:`present_notebook`):
   the chapter's cell, keeping each line's help comment and naming the default where it differs.
 - **Bookkeeping out of the prose.** The cell that calls ``report.save()`` ends the Answer
   section; its output ("... recorded in results.json") is hidden (``remove-cell`` when the cell
-  does nothing else, ``remove-output`` otherwise).
+  does nothing else, ``remove-output`` otherwise). A cell that ends with ``report.value(...)``
+  (which returns its value) does not echo that bare number.
 
 The **Discussion** page (back matter) holds the marker ``<!-- v1nb:answers -->``, which staging
 replaces by every chapter's question and Answer section in book order (:func:`answers_markdown`),
@@ -66,6 +67,10 @@ def present_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any],
             continue
         if "parameters" in cell.metadata.get("tags", []):
             cell.source = parameters_source(cell.source, parameters, defaults or {})
+            continue
+        if _ends_with_report_call(cell.source):
+            # report.value() returns its value, so a cell ending with one echoes a bare number
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "execute_result"]
         elif _SAVE_CALL.search(cell.source):
             code = [line.split("#")[0].strip() for line in cell.source.splitlines()]
             only_save = all(_SAVE_CALL.fullmatch(line) or not line for line in code)
@@ -74,6 +79,17 @@ def present_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any],
             if tag not in tags:
                 cell.metadata["tags"] = [*tags, tag]
     return nb
+
+
+def _ends_with_report_call(source: str) -> bool:
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython magics: leave the cell alone
+        return False
+    last = body[-1] if body else None
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and isinstance(last.value.func, ast.Attribute) and last.value.func.attr in ("value", "figure")
+            and isinstance(last.value.func.value, ast.Name) and last.value.func.value.id == "report")
 
 
 def parameters_source(source: str, parameters: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
