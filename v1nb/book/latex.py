@@ -104,7 +104,9 @@ def prepare_stage(stage_dir: Path) -> None:
     config_path = stage_dir / "_config.yml"
     config = yaml.safe_load(config_path.read_text()) or {}
     elements = config.setdefault("sphinx", {}).setdefault("config", {}).setdefault("latex_elements", {})
-    elements["preamble"] = "\n".join(p for p in (elements.get("preamble", ""), preamble) if p)
+    # Sphinx names the contents after the first part's caption ("Front matter"); a thesis says Contents
+    contents = r"\addto\captionsenglish{\renewcommand{\contentsname}{Contents}}"
+    elements["preamble"] = "\n".join(p for p in (elements.get("preamble", ""), contents, preamble) if p)
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
 
 
