@@ -96,9 +96,9 @@ def prepare_stage(stage_dir: Path) -> None:
     - The Unicode characters of the staged sources are declared in ``latex_elements.preamble``.
     """
     marker = stage_dir / ".v1nb-latex"  # the stage is edited once, however often the PDF is built from it
-    if not marker.exists():
-        _thesis_structure(stage_dir)
-        marker.touch()
+    if marker.exists():
+        return
+    _thesis_structure(stage_dir)
     texts = [p.read_text(errors="replace") for p in stage_dir.rglob("*") if p.suffix in (".md", ".ipynb", ".bib")]
     preamble = unicode_preamble(texts)
     config_path = stage_dir / "_config.yml"
@@ -108,6 +108,7 @@ def prepare_stage(stage_dir: Path) -> None:
     contents = r"\addto\captionsenglish{\renewcommand{\contentsname}{Contents}}"
     elements["preamble"] = "\n".join(p for p in (elements.get("preamble", ""), contents, preamble) if p)
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    marker.touch()
 
 
 def _thesis_structure(stage_dir: Path) -> None:
