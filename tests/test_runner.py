@@ -359,3 +359,15 @@ def test_the_run_cache_fingerprints_the_package_like_the_model_cache() -> None:
 
     package = Path(v1nb.__file__).resolve().parent
     assert package_hash() == package_fingerprint([package], root=package.parent)
+
+
+def test_papermill_false_alarms_about_parameters_are_dropped(caplog) -> None:
+    from papermill.log import logger
+
+    from v1nb.book.runner import _quiet_papermill
+
+    _quiet_papermill()
+    with caplog.at_level("WARNING", logger="papermill"):
+        logger.warning("Passed unknown parameter: data")
+        logger.warning("Input notebook is missing")
+    assert [r.getMessage() for r in caplog.records] == ["Input notebook is missing"]

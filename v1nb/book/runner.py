@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -250,6 +251,7 @@ def run_chapter(
     """
     import papermill as pm
 
+    _quiet_papermill()
     if overrides and "output_dir" in overrides:
         raise ValueError("output_dir is set by the runner; choose the run folder with `out`")
     parameters = resolve_parameters(chapter, overrides)
@@ -291,6 +293,25 @@ def run_chapter(
         (tmp / OWNER).unlink()
     failed_copy.unlink(missing_ok=True)
     return RunResult(chapter.name, folder, parameters, False, wall)
+
+
+class _NoUnknownParameterWarning(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warnings.
+
+    papermill infers a notebook's parameters with its own regular expressions and warns about any
+    name it did not find; some valid lines (a help comment holding quotes and colons) defeat it.
+    The runner has already checked every name against the parameters cell, read with :mod:`ast`,
+    so here that warning is only ever a false alarm on the console.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Passed unknown parameter")
+
+
+def _quiet_papermill() -> None:
+    log = logging.getLogger("papermill")
+    if not any(isinstance(f, _NoUnknownParameterWarning) for f in log.filters):
+        log.addFilter(_NoUnknownParameterWarning())
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
