@@ -1,7 +1,8 @@
 """Benchmark: wall time of ``v1nb book`` from a cold cache with ``--jobs 1`` and ``--jobs N``, then a warm rebuild.
 
-For each ``--jobs`` value the book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``)
-is copied into a fresh temporary folder, so that its ``runs/`` cache starts empty, with an empty
+The book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) is copied once (so that
+every build times the same chapters while the repository changes), and for each ``--jobs`` value
+that copy is copied into a fresh temporary folder, so that its ``runs/`` cache starts empty, with an empty
 model cache (``$V1NB_CACHE`` in the same folder: the fitted networks are most of a cold build),
 and the repository's own caches and ``_build/`` are left alone; ``v1nb book --jobs N`` then runs
 there in a subprocess, as a user would run it. After the last cold build, the same command runs
@@ -52,10 +53,11 @@ def machine() -> dict:
     return {"cpu_model": model, "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def copy_book(root: Path) -> None:
+def copy_book(source: Path, root: Path) -> None:
     for name in ("_config.yml", "_toc.yml", "references.bib"):
-        shutil.copy2(REPO / name, root / name)
-    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copy2(source / name, root / name)
+    shutil.copytree(source / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
+                    dirs_exist_ok=True)
 
 
 def build(root: Path, profile: str, jobs: int) -> dict:
@@ -85,18 +87,24 @@ def bench_book(profile: str, jobs_list: list[int]) -> dict:
     """Cold builds for each ``jobs`` value, then a warm rebuild of the last one."""
     cold = []
     warm = None
-    for k, jobs in enumerate(jobs_list):
-        with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-") as tmp:
-            root = Path(tmp)
-            copy_book(root)
-            cold.append(build(root, profile, jobs))
-            if k == len(jobs_list) - 1:
-                warm = build(root, profile, jobs)
-                warm.pop("render_and_overhead_s")
+    with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-snapshot-") as snap:
+        # one snapshot of the book for every build: the repository may change while this runs
+        snapshot = Path(snap)
+        copy_book(REPO, snapshot)
+        for k, jobs in enumerate(jobs_list):
+            with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-") as tmp:
+                root = Path(tmp)
+                copy_book(snapshot, root)
+                cold.append(build(root, profile, jobs))
+                if k == len(jobs_list) - 1:
+                    warm = build(root, profile, jobs)
+                    warm.pop("render_and_overhead_s")
+        chapters = sorted(cold[0]["chapters_s"])
     base = next((c["wall_time_s"] for c in cold if c["jobs"] == 1), None)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "profile": profile,
+        "chapters": chapters,
         "cold": cold,
         "cold_ratio_to_jobs_1": {str(c["jobs"]): round(c["wall_time_s"] / base, 3) for c in cold} if base else None,
         "warm_rebuild": warm,
