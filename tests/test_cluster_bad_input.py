@@ -9,7 +9,7 @@ from sklearn.datasets import make_blobs
 from v1nb.cluster import (DEC, IDEC, LDMGI, SEC, DisconnectedGraphWarning, DuplicatePointsWarning, GMMClustering,
                           RotationInvariantClustering, choose_k, make_clusterer)
 
-FAST = dict(hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=10, n_init=2)
+FAST = dict(hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, min_pretrain_steps=0, max_iter=10, n_init=2)
 ESTIMATORS = [SEC(3), LDMGI(3), DEC(3, **FAST), IDEC(3, **FAST),
               RotationInvariantClustering(3, n_rotations=2, n_init=2)]
 

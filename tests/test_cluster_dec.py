@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits, make_blobs
 
 from v1nb.cluster import DEC, IDEC, DECHead, kl_clustering_loss, metrics, target_distribution
 
-SMALL = dict(hidden_dims=(32, 32), latent_dim=4, pretrain_epochs=30, max_iter=200,
+SMALL = dict(hidden_dims=(32, 32), latent_dim=4, pretrain_epochs=30, min_pretrain_steps=0, max_iter=200,
              update_interval=20, n_init=5)
 
 

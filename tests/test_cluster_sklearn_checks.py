@@ -8,7 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from v1nb.cluster import DEC, IDEC, LDMGI, SEC, GMMClustering, RotationInvariantClustering
 
 # Small networks and few epochs keep the DEC/IDEC checks fast; defaults are exercised elsewhere.
-_FAST_DEEP = dict(hidden_dims=(16, 16), latent_dim=3, pretrain_epochs=3, max_iter=30,
+_FAST_DEEP = dict(hidden_dims=(16, 16), latent_dim=3, pretrain_epochs=3, min_pretrain_steps=0, max_iter=30,
                   update_interval=10, n_init=3)
 
 ESTIMATORS = [

@@ -26,6 +26,8 @@ the argmin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -235,3 +237,144 @@ def select_k(table: pd.DataFrame, z: float = 3.0, stability_tol: float = 0.02) -
                     if c == "stability" else f"argmax, if > null max-over-K mean + {z:g} sd")
         out.append(dict(criterion=c, k=k, claims_structure=k > 1, rule=rule))
     return pd.DataFrame(out)
+
+
+def cross_seed_stability(embeddings: Sequence[np.ndarray], ks=range(2, 11), n_init: int = 20,
+                         random_state=0) -> pd.DataFrame:
+    """Cross-seed stability over K: mean ARI between the k-means labels of every pair of fits.
+
+    The neurons are the same in every fit, so a partition that reflects the data rather than one
+    model's idiosyncrasies is found again in another seed's embeddings.
+
+    Parameters
+    ----------
+    embeddings : sequence of arrays (N, D)
+        One per seed (the same N neurons in the same order; D may differ between fits).
+    ks : iterable of int
+        K ≥ 2.
+    n_init : int
+        k-means restarts.
+    random_state : int
+        Seed of k-means (the same on every fit).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``criterion`` ("cross_seed"), ``k``, ``value`` (mean pairwise ARI), ``sd``,
+        ``n_pairs``, ``better`` ("higher").
+    """
+    if len(embeddings) < 2:
+        raise ValueError(f"cross-seed stability needs the embeddings of at least two seeds, got {len(embeddings)}")
+    X = [check_array(x, dtype=np.float64) for x in embeddings]
+    n = {x.shape[0] for x in X}
+    if len(n) != 1:
+        raise ValueError(f"every seed's embeddings must have the same neurons; got row counts {sorted(n)}")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 2 or ks[-1] >= n.pop():
+        raise ValueError(f"ks must be integers in [2, n_samples); got {ks}")
+    seed = check_random_state(random_state).randint(2 ** 31 - 1)
+    rows = []
+    for k in ks:
+        lab = [KMeans(k, n_init=n_init, random_state=seed).fit_predict(x) for x in X]
+        aris = [adjusted_rand_score(lab[a], lab[b]) for a in range(len(lab)) for b in range(a + 1, len(lab))]
+        rows.append(dict(criterion="cross_seed", k=k, value=float(np.mean(aris)),
+                         sd=float(np.std(aris, ddof=1)) if len(aris) > 1 else np.nan,
+                         n_pairs=len(aris), better="higher"))
+    return pd.DataFrame(rows)
+
+
+def select_k_cross_seed(stability: pd.DataFrame, null: pd.DataFrame | None = None, z: float = 3.0,
+                        tol: float = 0.02) -> int:
+    """K chosen by cross-seed stability (:func:`cross_seed_stability`).
+
+    Rule: among the K whose stability beats the no-cluster yardstick, the largest within ``tol``
+    of the best (coarser merges of well-separated clusters are as reproducible as the true
+    partition, as for bootstrap stability in :func:`select_k`). The yardstick is the
+    ``"stability"`` rows of a :func:`choose_k` table (``null``): the bootstrap stability of
+    k-means on a single Gaussian with the data's covariance, mean + ``z`` s.d. at the same K.
+    Without ``null`` every K qualifies. Returns 1 when no K qualifies.
+    """
+    s = stability.sort_values("k").reset_index(drop=True)
+    ok = np.isfinite(s["value"].to_numpy(float))
+    if null is not None:
+        ref = null[null["criterion"] == "stability"].set_index("k")
+        for i, k in enumerate(s["k"]):
+            if k in ref.index and np.isfinite(ref.loc[k, "null_mean"]):
+                ok[i] &= s["value"][i] > ref.loc[k, "null_mean"] + z * max(ref.loc[k, "null_sd"], 1e-12)
+    if not ok.any():
+        return 1
+    v = np.where(ok, s["value"].to_numpy(float), -np.inf)
+    best = v.max()
+    return int(s["k"][np.flatnonzero(v >= best - tol).max()])
+
+
+def k_choices(table: pd.DataFrame, stability: pd.DataFrame | None = None, z: float = 3.0) -> dict[str, int]:
+    """``{"k_bic": .., "k_silhouette": .., "k_gap": .., "k_eigengap": .., "k_stability": ..}`` (and
+    ``k_aic``, ``k_bootstrap_stability`` when in the table): each criterion's choice.
+
+    ``k_stability`` is the cross-seed rule (:func:`select_k_cross_seed`) when ``stability`` is
+    given, else choose_k's bootstrap stability; the bootstrap rule is then ``k_bootstrap_stability``.
+    """
+    sel = select_k(table, z=z).set_index("criterion")["k"].to_dict()
+    out = {f"k_{c}": int(k) for c, k in sel.items() if c != "stability"}
+    if "stability" in sel:
+        out["k_bootstrap_stability"] = int(sel["stability"])
+    if stability is not None:
+        out["k_stability"] = select_k_cross_seed(stability, table, z=z)
+    elif "stability" in sel:
+        out["k_stability"] = int(sel["stability"])
+    return out
+
+
+def criteria_at_k(X, k: int, n_null: int = 5, n_neighbors: int = 10, covariance_type: str = "full",
+                  random_state=None) -> dict[str, float]:
+    """Criteria of an embedding that was itself shaped for K clusters (e.g. DEC-fine-tuned with K),
+    at that K only, on scales comparable between different embeddings.
+
+    Returns
+    -------
+    dict
+        ``bic`` — (BIC(K) − BIC(1)) / N, the mixture's gain over one Gaussian on the same data
+        (lower is better; BIC itself is not comparable between data sets); ``silhouette``,
+        ``gap`` (against its own no-cluster reference), ``eigengap`` (λ_{K+1} − λ_K) at K.
+    """
+    X = check_array(X, dtype=np.float64)
+    k = int(k)
+    t = choose_k(X, ks=[1, k, k + 1], criteria=("bic", "silhouette", "gap", "eigengap"), n_null=max(2, n_null),
+                 n_neighbors=n_neighbors, covariance_type=covariance_type, random_state=random_state)
+    v = t.set_index(["criterion", "k"])["value"]
+    return {"bic": float((v["bic", k] - v["bic", 1]) / X.shape[0]), "silhouette": float(v["silhouette", k]),
+            "gap": float(v["gap", k]), "eigengap": float(v["eigengap", k])}
+
+
+def select_k_at_own_k(table: pd.DataFrame) -> dict[str, int]:
+    """Choices from a table with columns ``k`` and one column per criterion of
+    :func:`criteria_at_k` (plus ``stability``), one row per fine-tuned K: argmin of ``bic``,
+    argmax of the others. Returns ``{"k_<criterion>": K}``."""
+    out = {}
+    for c in ("bic", "silhouette", "gap", "eigengap", "stability"):
+        if c in table and np.isfinite(table[c].to_numpy(float)).any():
+            v = table[c].to_numpy(float)
+            i = int(np.nanargmin(v) if c == "bic" else np.nanargmax(v))
+            out[f"k_{c}"] = int(table["k"].iloc[i])
+    return out
+
+
+def n_clusters_verdict(choices: Mapping[str, int], k_true: int | None,
+                       null_choices: Mapping[str, int] | None = None) -> str:
+    """One sentence: which criteria found the true K, and which claimed clusters on the one-type null.
+
+    ``choices``/``null_choices``: ``{"k_<criterion>": K}``; ``k_true`` None on data without truth.
+    """
+    names = [c[2:] for c in choices if c in ("k_bic", "k_silhouette", "k_gap", "k_eigengap", "k_stability")]
+    if k_true is None:
+        found = "no ground truth: " + ", ".join(f"{c} K = {choices['k_' + c]}" for c in names)
+    else:
+        hit = [c for c in names if choices[f"k_{c}"] == k_true]
+        found = (f"{len(hit)} of {len(names)} criteria recover K = {k_true}"
+                 + (f" ({', '.join(hit)})" if hit else ""))
+    if null_choices:
+        fooled = [c for c in names if null_choices.get(f"k_{c}", 1) > 1]
+        found += ("; on the one-type null every criterion says K = 1" if not fooled else
+                  f"; on the one-type null {', '.join(fooled)} still claim{'s' if len(fooled) == 1 else ''} clusters")
+    return found

@@ -1,6 +1,8 @@
 """Deep Embedded Clustering (Xie et al. 2016) and Improved DEC (Guo et al. 2017) on arrays.
 
-1. Pretrain an MLP autoencoder x → z → x̂ on the data (MSE, Adam, minibatches).
+1. Pretrain an MLP autoencoder x → z → x̂ on the data (MSE, Adam, minibatches) for
+   ``pretrain_epochs`` epochs but at least ``min_pretrain_steps`` optimiser steps (see *Pretraining
+   length* below).
 2. k-means (``n_init`` restarts) on z initialises the centres of a :class:`~v1nb.cluster.head.DECHead`.
 3. Every ``update_interval`` iterations: soft assignments q over all points, the sharpened target
    P (then held fixed), and the stopping rule — stop once fewer than ``tol`` (fraction) of the
@@ -8,6 +10,16 @@
 4. Between updates, minibatch steps on KL(P‖Q) (batch mean) for DEC, or
    L_rec + γ · KL(P‖Q) for IDEC, whose reconstruction term keeps the embedding from collapsing
    onto the centres and so preserves local structure.
+
+Pretraining length: the papers pretrain for a number of epochs chosen on MNIST (70,000 images:
+200 epochs of batch 256 are ~55,000 Adam steps). On a small data set the same epoch count is far
+fewer steps — 1,400 on scikit-learn's digits (N = 1797) — and the autoencoder is undertrained: its
+codes were no better for k-means than the raw pixels (median ACC of the k-means initialisation
+0.790 vs 0.793 on the pixels, 5 seeds), and the DEC/IDEC phase, which only sharpens the partition it
+starts from (+0.02 to +0.04 ACC over its own initialisation on every seed), inherited that. Hence a
+floor in steps, ``min_pretrain_steps`` = 10,500 (1,500 epochs of digits; reconstruction MSE 0.0098
+→ 0.0038, initialisation ACC +0.01 to +0.03). It changes nothing on data sets with ≥ ~13,000 items
+at the default batch size. ``bench/cluster_digits.py`` records the effect.
 
 Determinism: weights are initialised and batches drawn from generators seeded by
 ``random_state`` inside :func:`torch.random.fork_rng`, so the global torch RNG is left untouched
@@ -74,7 +86,11 @@ class DEC(ClusterMixin, BaseEstimator):
     alpha : float, default=1.0
         Student-t degrees of freedom.
     pretrain_epochs : int, default=200
-        Autoencoder pretraining epochs.
+        Autoencoder pretraining epochs (at least; see ``min_pretrain_steps``).
+    min_pretrain_steps : int, default=10500
+        Pretraining runs for ``max(pretrain_epochs, ceil(min_pretrain_steps / batches per epoch))``
+        epochs, so that small data sets get as many optimiser steps as the autoencoder needs
+        (module docstring). 0 restores a pure epoch count.
     max_iter : int, default=2000
         Maximum clustering iterations (minibatch steps).
     update_interval : int, default=40
@@ -100,6 +116,8 @@ class DEC(ClusterMixin, BaseEstimator):
         Clustering iterations run.
     pretrain_loss_ : list of float
         Mean reconstruction loss per pretraining epoch.
+    n_pretrain_epochs_ : int
+        Pretraining epochs run.
     converged_ : bool
         Whether the label-change rule stopped training before ``max_iter``.
     autoencoder_ : MLPAutoencoder
@@ -112,8 +130,9 @@ class DEC(ClusterMixin, BaseEstimator):
                  alpha: float = 1.0, pretrain_epochs: int = 200, max_iter: int = 2000,
                  update_interval: int = 40, tol: float = 1e-3, batch_size: int = 256,
                  lr: float = 1e-3, n_init: int = 20, standardize: bool = False,
-                 random_state=None, verbose: int = 0):
+                 random_state=None, verbose: int = 0, min_pretrain_steps: int = 10_500):
         self.n_clusters = n_clusters
+        self.min_pretrain_steps = min_pretrain_steps
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
         self.alpha = alpha
@@ -140,7 +159,7 @@ class DEC(ClusterMixin, BaseEstimator):
         return torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
 
     def _check_params(self) -> None:
-        minimum = {"pretrain_epochs": 0, "max_iter": 0, "update_interval": 1, "batch_size": 1,
+        minimum = {"pretrain_epochs": 0, "min_pretrain_steps": 0, "max_iter": 0, "update_interval": 1, "batch_size": 1,
                    "latent_dim": 1, "n_init": 1}
         for name, lo in minimum.items():
             v = getattr(self, name)
@@ -183,7 +202,12 @@ class DEC(ClusterMixin, BaseEstimator):
         opt = torch.optim.Adam(ae.parameters(), lr=self.lr)
         mse = nn.MSELoss()
         self.pretrain_loss_ = []
-        for epoch in range(self.pretrain_epochs):
+        per_epoch = len(self._batches(n, np.random.RandomState(0)))
+        epochs = self.pretrain_epochs
+        if self.pretrain_epochs > 0 and self.min_pretrain_steps > 0:
+            epochs = max(epochs, -(-self.min_pretrain_steps // per_epoch))
+        self.n_pretrain_epochs_ = int(epochs)
+        for epoch in range(epochs):
             tot = 0.0
             batches = self._batches(n, rng)
             for idx in batches:
@@ -279,12 +303,13 @@ class IDEC(DEC):
                  alpha: float = 1.0, pretrain_epochs: int = 200, max_iter: int = 2000,
                  update_interval: int = 40, tol: float = 1e-3, batch_size: int = 256,
                  lr: float = 1e-3, n_init: int = 20, standardize: bool = False,
-                 gamma: float = 0.1, random_state=None, verbose: int = 0):
+                 gamma: float = 0.1, random_state=None, verbose: int = 0,
+                 min_pretrain_steps: int = 10_500):
         super().__init__(n_clusters=n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim,
                          alpha=alpha, pretrain_epochs=pretrain_epochs, max_iter=max_iter,
                          update_interval=update_interval, tol=tol, batch_size=batch_size, lr=lr,
                          n_init=n_init, standardize=standardize, random_state=random_state,
-                         verbose=verbose)
+                         verbose=verbose, min_pretrain_steps=min_pretrain_steps)
         self.gamma = gamma
 
     @property
