@@ -362,6 +362,8 @@ def test_the_run_cache_fingerprints_the_package_like_the_model_cache() -> None:
 
 
 def test_papermill_false_alarms_about_parameters_are_dropped(caplog) -> None:
+    import logging
+
     from papermill.log import logger
 
     from v1nb.book.runner import _quiet_papermill
@@ -369,5 +371,6 @@ def test_papermill_false_alarms_about_parameters_are_dropped(caplog) -> None:
     _quiet_papermill()
     with caplog.at_level("WARNING", logger="papermill"):
         logger.warning("Passed unknown parameter: data")
+        logging.getLogger("papermill.translators").warning("Unable to parse line 1 'data = \"twin\"  # spec'.")
         logger.warning("Input notebook is missing")
     assert [r.getMessage() for r in caplog.records] == ["Input notebook is missing"]

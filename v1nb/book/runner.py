@@ -296,22 +296,26 @@ def run_chapter(
 
 
 class _NoUnknownParameterWarning(logging.Filter):
-    """Drops papermill's "Passed unknown parameter" warnings.
+    """Drops papermill's "Passed unknown parameter" and "Unable to parse line" warnings.
 
     papermill infers a notebook's parameters with its own regular expressions and warns about any
-    name it did not find; some valid lines (a help comment holding quotes and colons) defeat it.
-    The runner has already checked every name against the parameters cell, read with :mod:`ast`,
-    so here that warning is only ever a false alarm on the console.
+    line it cannot parse and any name it did not find; some valid lines (a help comment holding
+    quotes and colons) defeat it. The runner has already read the parameters cell with :mod:`ast`
+    and checked every name against it, so here those warnings are only ever false alarms.
     """
 
+    PREFIXES = ("Passed unknown parameter", "Unable to parse line")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Passed unknown parameter")
+        return not str(record.msg).startswith(self.PREFIXES)
 
 
 def _quiet_papermill() -> None:
-    log = logging.getLogger("papermill")
-    if not any(isinstance(f, _NoUnknownParameterWarning) for f in log.filters):
-        log.addFilter(_NoUnknownParameterWarning())
+    # a logger's filters do not see its children's records: each logger that warns gets one
+    for name in ("papermill", "papermill.translators"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoUnknownParameterWarning) for f in log.filters):
+            log.addFilter(_NoUnknownParameterWarning())
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
