@@ -1,7 +1,9 @@
 """Benchmark: wall time of ``v1nb book`` from a cold cache with ``--jobs 1`` and ``--jobs N``, then a warm rebuild.
 
-The book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) is copied once (so that
-every build times the same chapters while the repository changes), and for each ``--jobs`` value
+The book (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) and the ``v1nb`` package
+are copied once (so that every build times the same chapters and code while the repository
+changes: the package's fingerprint keys the run cache, so the warm rebuild needs the same code;
+the copy is put first on ``PYTHONPATH``), and for each ``--jobs`` value
 that copy is copied into a fresh temporary folder, so that its ``runs/`` cache starts empty, with an empty
 model cache (``$V1NB_CACHE`` in the same folder: the fitted networks are most of a cold build),
 and the repository's own caches and ``_build/`` are left alone; ``v1nb book --jobs N`` then runs
@@ -60,9 +62,15 @@ def copy_book(source: Path, root: Path) -> None:
                     dirs_exist_ok=True)
 
 
-def build(root: Path, profile: str, jobs: int) -> dict:
-    """Run ``v1nb book`` in ``root``; return its wall time and the chapters' times from run.json."""
-    env = {**os.environ, "V1NB_CACHE": str(root / "model-cache")}
+def build(root: Path, profile: str, jobs: int, package: Path) -> dict:
+    """Run ``v1nb book`` in ``root`` with the ``v1nb`` package copied to ``package``; return its
+    wall time and the chapters' times from run.json."""
+    env = {**os.environ, "V1NB_CACHE": str(root / "model-cache"),
+           # the snapshot's package shadows the editable install, in v1nb and in every kernel
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")]))}
+    shared = REPO.parent / "shared" / "data"  # where the real recordings are, seen from the repository
+    if "V1NB_SHARED_DATA" not in env and shared.is_dir():
+        env["V1NB_SHARED_DATA"] = str(shared)
     load_before = machine()["loadavg"]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "v1nb.book.cli", "book", "--profile", profile, "--root", str(root),
@@ -91,13 +99,16 @@ def bench_book(profile: str, jobs_list: list[int]) -> dict:
         # one snapshot of the book for every build: the repository may change while this runs
         snapshot = Path(snap)
         copy_book(REPO, snapshot)
+        # and of the package: its code fingerprint keys the run cache, and others may edit it meanwhile
+        package = snapshot / "package"
+        shutil.copytree(REPO / "v1nb", package / "v1nb", ignore=shutil.ignore_patterns("__pycache__"))
         for k, jobs in enumerate(jobs_list):
             with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-") as tmp:
                 root = Path(tmp)
                 copy_book(snapshot, root)
-                cold.append(build(root, profile, jobs))
+                cold.append(build(root, profile, jobs, package))
                 if k == len(jobs_list) - 1:
-                    warm = build(root, profile, jobs)
+                    warm = build(root, profile, jobs, package)
                     warm.pop("render_and_overhead_s")
         chapters = sorted(cold[0]["chapters_s"])
     base = next((c["wall_time_s"] for c in cold if c["jobs"] == 1), None)
