@@ -1,0 +1,261 @@
+"""Interaction stages (v1nb.models.interactions) and the Part V analyses (v1nb.analysis.interactions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from v1nb.data.digital_twin import interactions as twin_int
+from v1nb.models.context import Context
+from v1nb.models.interactions import DivisiveNormalisation, NeighbourAttention, TemporalNormalisation
+from v1nb.models.interactions.neighbours import neighbour_index
+from v1nb.models.registry import INTERACTIONS
+
+
+def _positions(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, generator=g)
+
+
+def test_stages_are_registered_with_their_settings():
+    for name in ("attention", "normalisation", "temporal"):
+        assert name in INTERACTIONS
+    assert INTERACTIONS["temporal"].extra_settings["temporal_lags"] == 8
+    assert INTERACTIONS["attention"].extra_settings["attention_neighbours"] == 48
+
+
+def test_neighbours_are_the_nearest_others_on_the_surface():
+    pos = _positions(50)
+    idx = neighbour_index(pos, 50, 5)
+    assert idx.shape == (50, 5)
+    assert not (idx == torch.arange(50)[:, None]).any()
+    d = torch.cdist(pos[:, :2], pos[:, :2])
+    d.fill_diagonal_(float("inf"))
+    np.testing.assert_array_equal(np.sort(idx.numpy(), 1), np.sort(d.topk(5, largest=False).indices.numpy(), 1))
+    assert neighbour_index(pos, 50, 500).shape == (50, 49)  # clipped to N - 1
+    with pytest.raises(ValueError, match="neighbours=0"):
+        neighbour_index(pos, 50, 0)
+
+
+@pytest.mark.parametrize("stage", [
+    lambda n, pos: DivisiveNormalisation(n, pos, pool="distance", neighbours=10),
+    lambda n, pos: DivisiveNormalisation(n, pos, pool="free", neighbours=10),
+    lambda n, pos: TemporalNormalisation(n, lags=4),
+    lambda n, pos: NeighbourAttention(n, 6, pos, neighbours=10),
+])
+def test_each_stage_starts_close_to_the_plain_model(stage):
+    n = 40
+    module = stage(n, _positions(n))
+    drive = torch.randn(7, n)
+    ctx = Context(history=torch.rand(7, getattr(module, "history_lags", 0) or 1, n),
+                  embedding=torch.randn(n, 6), positions=_positions(n))
+    out = module(drive, ctx)
+    plain = F.elu(drive) + 1 if getattr(module, "outputs_rates", False) else drive
+    # exactly the plain model for attention (α = 0), within 1 % for the near-empty pools
+    np.testing.assert_allclose(out.detach().numpy(), plain.numpy(), rtol=0.01, atol=1e-6)
+
+
+def test_normalisation_rejects_an_unknown_pool():
+    with pytest.raises(ValueError, match="norm_pool='dense'"):
+        DivisiveNormalisation(10, _positions(10), pool="dense")
+
+
+def test_chunked_attention_equals_unchunked_with_the_same_gradients():
+    n = 30
+    pos = _positions(n)
+    torch.manual_seed(0)
+    a = NeighbourAttention(n, 4, pos, neighbours=8)
+    with torch.no_grad():
+        a.alpha.normal_()
+    b = NeighbourAttention(n, 4, pos, neighbours=8, chunk=7)
+    b.load_state_dict(a.state_dict())
+    drive = torch.randn(5, n)
+    emb = torch.randn(n, 4)
+    outs = []
+    for m in (a, b):
+        out = m(drive, Context(embedding=emb))
+        out.pow(2).sum().backward()
+        outs.append((out.detach(), m.query.weight.grad.clone(), m.alpha.grad.clone()))
+    for x, y in zip(outs[0], outs[1]):
+        torch.testing.assert_close(x, y)
+    w = a.attention(drive, emb)
+    assert w.shape == (5, 1, n, 8)
+    torch.testing.assert_close(w.sum(-1), torch.ones(5, 1, n))
+
+
+def test_attention_memory_is_linear_in_neurons():
+    """The logits are B × H × N × K: doubling N doubles the largest tensor, never N²."""
+    for n in (200, 400):
+        m = NeighbourAttention(n, 4, _positions(n), neighbours=16)
+        assert m._logits(torch.randn(3, n), *m._static(torch.randn(n, 4)), slice(None)).shape == (3, 1, n, 16)
+
+
+def test_normalisation_recovers_a_twin_pool():
+    """Fit the stage alone to the twin's normalisation of random drives: learned W ~ true pool."""
+    rng = np.random.default_rng(0)
+    n = 80
+    pos_um = np.column_stack([rng.uniform(0, 400, n), rng.uniform(0, 400, n), rng.choice([0.0, 50.0], n)])
+    pool = twin_int.normalization_pool(pos_um, 60.0)
+    d = rng.gamma(2.0, 0.5, size=(256, n)) + 0.05
+    # the twin's d (1 + α) / (1 + α P d) without its constant gain 1 + α (a readout scale absorbs it)
+    target = twin_int.divisive_normalization(d, pool, np.full(n, 1.0)) / 2.0
+    pos = torch.from_numpy(pos_um).float()
+    pos = (pos - pos.mean(0)) / pos.std(0)
+    stage = DivisiveNormalisation(n, pos, pool="distance", neighbours=30)
+    dt = torch.from_numpy(d).float()
+    drive = torch.where(dt > 1, dt - 1, torch.log(dt))  # so that ELU(drive) + 1 = d
+    y = torch.from_numpy(target).float()
+    opt = torch.optim.Adam(stage.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = ((stage(drive, Context()) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.01 * float(y.var())
+    w = stage.weights().detach().numpy()
+    true = pool.toarray()[np.arange(n)[:, None], stage.neighbours.numpy()]
+    from scipy.stats import spearmanr
+
+    keep = true > 0
+    assert spearmanr(w[keep], true[keep])[0] > 0.5
+
+
+def test_temporal_stage_recovers_the_twin_adaptation_time_constant():
+    from v1nb.analysis.interactions import kernel_time_constant
+    from v1nb.models.context import History
+
+    rng = np.random.default_rng(1)
+    t, n, tau = 3000, 20, 2.0
+    u = rng.gamma(2.0, 0.5, size=(t, n)) + 0.2
+    r = twin_int.adapt(u, 0.5, tau, u.mean(0))
+    stage = TemporalNormalisation(n, lags=8)
+    drive = torch.from_numpy(u).float() - 1  # d = ELU(drive) + 1 = u where u > 1
+    drive = torch.where(drive > 0, drive, torch.log(torch.from_numpy(u).float()))
+    # the model's "own predictions": here the unadapted rates (what a feed-forward model predicts)
+    hist = History(torch.from_numpy(u).float()).lagged(torch.arange(t), 8)
+    y = torch.from_numpy(r).float()
+    opt = torch.optim.Adam(stage.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = ((stage(drive, Context(history=hist)) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    fit = kernel_time_constant(stage.kernel().detach().numpy())
+    assert abs(fit["tau"] - tau) / tau < 0.3
+
+
+def test_temporal_stage_reads_only_the_past():
+    from v1nb.models.context import History
+
+    preds = torch.rand(10, 3)
+    stage = TemporalNormalisation(3, lags=2)
+    with torch.no_grad():
+        stage.raw_strength.fill_(1.0)
+    drive = torch.zeros(1, 3)
+    before = stage(drive, Context(history=History(preds).lagged(torch.tensor([5]), 2)))
+    preds[5:] = 100.0  # the current and later trials change: trial 5 must not see it
+    after = stage(drive, Context(history=History(preds).lagged(torch.tensor([5]), 2)))
+    torch.testing.assert_close(before, after)
+    preds[4] = 100.0
+    assert not torch.allclose(before, stage(drive, Context(history=History(preds).lagged(torch.tensor([5]), 2))))
+
+
+# ------------------------------------------------------------------------- analyses
+def test_mantel_detects_association_and_not_its_absence():
+    from v1nb.analysis.interactions import mantel, partial_mantel
+
+    rng = np.random.default_rng(0)
+    n = 40
+    pts = rng.uniform(size=(n, 2))
+    dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    related = dist + 0.05 * rng.standard_normal((n, n))
+    unrelated = rng.uniform(size=(n, n))
+    assert mantel(related, dist, n_permutations=199)["p"] <= 0.01
+    assert mantel(unrelated, dist, n_permutations=199)["p"] > 0.01
+    # related only through the control: the partial test finds nothing beyond it
+    other = dist + 0.05 * rng.standard_normal((n, n))
+    assert partial_mantel(related, other, dist, n_permutations=199)["statistic"] < \
+        mantel(related, other, n_permutations=19)["statistic"]
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        mantel(dist, dist, pairs=(np.array([0]), np.array([1])))
+
+
+def test_kernel_time_constant_of_an_exact_exponential():
+    from v1nb.analysis.interactions import exponential_kernel, kernel_time_constant
+
+    for tau in (0.7, 2.0, 5.0):
+        assert kernel_time_constant(exponential_kernel(tau, 8))["tau"] == pytest.approx(tau, rel=1e-3)
+    with pytest.raises(ValueError, match="non-negative"):
+        kernel_time_constant(np.array([1.0, -0.5]))
+
+
+def test_gain_tests_and_verdicts():
+    from v1nb.analysis.interactions import gain_by_type, gain_vs_snr, who_gains_verdict
+
+    rng = np.random.default_rng(0)
+    snr = rng.uniform(0.1, 2, 200)
+    gain = 0.01 * snr + 0.002 * rng.standard_normal(200)
+    res = gain_vs_snr(gain, snr)
+    assert res["spearman"] > 0.8 and res["p"] < 1e-6
+    types = np.array(["a", "b"] * 100)
+    by_type = gain_by_type(gain, types)
+    assert by_type["p"] > 0.01 and set(by_type["median"]) == {"a", "b"}
+    verdict = who_gains_verdict(res, by_type)
+    assert verdict["by_snr"] and not verdict["by_type"] and "grows with" in verdict["text"]
+
+
+@pytest.fixture(scope="module")
+def quick_fits(tmp_path_factory):
+    from v1nb.analysis.interactions import fit_interaction_models
+    from v1nb.data import twin
+
+    ds = twin("quick", seed=0)
+    cache = tmp_path_factory.mktemp("cache")
+    import os
+
+    old = os.environ.get("V1NB_CACHE")
+    os.environ["V1NB_CACHE"] = str(cache)
+    try:
+        base, stages = fit_interaction_models(ds, [0], {"batch_size": 16, "max_epochs": 3}, max_epochs=2, n_jobs=1)
+    finally:
+        if old is None:
+            os.environ.pop("V1NB_CACHE")
+        else:
+            os.environ["V1NB_CACHE"] = old
+    return ds, base, stages
+
+
+def test_stages_fine_tune_from_the_baseline_and_are_analysed(quick_fits):
+    from v1nb.analysis import interactions as inter
+
+    ds, base, stages = quick_fits
+    assert set(stages) == set(inter.STAGES)
+    table = inter.compare_stages(ds, base, stages)
+    assert len(table) == 4 and table["correlation"].notna().all()
+    gains = inter.stage_gains(table)
+    assert gains.loc[("interacting", "baseline"), "gain"] == 0
+    pairs = inter.attention_pairs(stages["attention"][0], ds)
+    n = ds.sizes["neuron"]
+    assert len(pairs) == n * min(48, n - 1)
+    assert np.isfinite(pairs[["attention", "effective", "cortical_um", "coupling", "pool"]].values).all()
+    # rows of the mean maps sum to 1 over neighbours
+    np.testing.assert_allclose(pairs.groupby("i")["attention"].sum().values, 1.0, rtol=1e-4)
+    summary = inter.temporal_summary(stages["temporal"])
+    assert summary["kernels"].shape == (1, 8) and np.isfinite(summary["tau"]).all()
+    norm = inter.normalisation_pairs(stages["normalisation"][0], ds)
+    assert (norm["weight"] >= 0).all()
+    costs = inter.training_costs(base, stages)
+    assert (costs["cpu_seconds"] > 0).all()
+
+
+def test_ground_truth_matches_the_twin_population():
+    from v1nb.analysis.interactions import ground_truth
+    from v1nb.data import twin
+    from v1nb.data.digital_twin import population_of
+
+    ds = twin("quick", seed=1)
+    truth, pop = ground_truth(ds), population_of(ds)
+    np.testing.assert_allclose(truth["pool"].toarray(), pop.pool.toarray(), atol=1e-12)
+    np.testing.assert_allclose(truth["coupling"].toarray(), pop.coupling.toarray(), atol=1e-12)

@@ -1,0 +1,542 @@
+"""Part V analyses: what the interaction stages gain, what they learn, and for which neurons.
+
+Entry points
+------------
+compare_stages(ds, baselines, stages)         mean test single-trial correlation and FEVE per seed and stage
+stage_gains(table)                             gains over the baseline, seed-to-seed spread
+attention_verdict / normalisation_verdict ...  the chapters' answers (rules stated in the returned text)
+ground_truth(ds)                               the twin's pool P and coupling C (rebuilt from its provenance)
+attention_pairs(model, ds)                     per neighbour pair: learned weights, distances, true P and C
+mantel(x, y, ...), partial_mantel(x, y, z)     permutation tests of matrix association
+kernel_time_constant(kernel)                   τ of an exponential fitted to a temporal kernel
+per_neuron_gain(ds, baselines, stages)         gain of each neuron (mean over seeds)
+gain_vs_snr(gain, snr), gain_by_type(...)      Spearman test and Kruskal–Wallis test
+
+Formulas (the chapters repeat them): Mantel statistic ``r = Spearman(x_ij, y_ij)`` over pairs
+``(i, j)`` of a fixed set; its p-value ``(1 + #{r_π ≥ r}) / (1 + n_perm)`` with ``y`` relabelled by
+random permutations π of the neurons (rows and columns together). Partial Mantel: the same on the
+residuals of the ranks of ``x`` and ``y`` after a linear regression on the ranks of ``z``
+(Legendre & Legendre), permuting ``y`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import optimize, stats
+
+STAGES = ("attention", "normalisation", "temporal")
+
+
+# ----------------------------------------------------------------------- performance
+def model_scores(model: Any, ds: xr.Dataset, tier: str = "test") -> dict[str, float]:
+    """Mean single-trial correlation and mean FEVE (reliable neurons) of a fitted model on ``tier``."""
+    from v1nb.metrics import mean_feve
+
+    ev = model.evaluate(ds, tier)
+    return {"correlation": float(np.nanmean(ev["single_trial_correlation"].values)), "feve": mean_feve(ev)}
+
+
+def compare_stages(ds: xr.Dataset, baselines: Sequence[Any], stages: Mapping[str, Sequence[Any]],
+                   twin_name: str = "interacting") -> pd.DataFrame:
+    """One row per (stage, seed): mean test correlation and FEVE.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    baselines : list of ResponseModel, one per seed
+    stages : mapping stage name → list of ResponseModel (same seeds, same order)
+    twin_name : str
+        Value of the ``twin`` column.
+    """
+    rows = []
+    for name, models in {"baseline": baselines, **stages}.items():
+        if len(models) != len(baselines):
+            raise ValueError(f"stage {name!r} has {len(models)} models for {len(baselines)} baseline seeds")
+        for model in models:
+            rows.append({"twin": twin_name, "stage": name, "seed": int(model.random_state),
+                         **model_scores(model, ds)})
+    return pd.DataFrame(rows)
+
+
+def stage_gains(table: pd.DataFrame, metric: str = "correlation") -> pd.DataFrame:
+    """Per twin and stage: mean and s.d. over seeds of the metric, and the paired gain over the baseline.
+
+    Returns
+    -------
+    DataFrame indexed by (twin, stage): ``mean``, ``sd`` (over seeds, ddof 1), ``gain`` (mean over
+    seeds of stage − baseline of the same seed), ``gain_sd``, ``n_seeds``.
+    """
+    out = []
+    for (twin, stage), grp in table.groupby(["twin", "stage"], sort=False):
+        base = table[(table.twin == twin) & (table.stage == "baseline")].set_index("seed")[metric]
+        diff = grp.set_index("seed")[metric] - base.reindex(grp["seed"]).values
+        out.append({"twin": twin, "stage": stage, "mean": grp[metric].mean(),
+                    "sd": grp[metric].std(ddof=1) if len(grp) > 1 else float("nan"),
+                    "gain": diff.mean(), "gain_sd": diff.std(ddof=1) if len(diff) > 1 else float("nan"),
+                    "n_seeds": len(grp)})
+    return pd.DataFrame(out).set_index(["twin", "stage"])
+
+
+def attention_verdict(gains: pd.DataFrame, control_tolerance: float = 0.005) -> dict[str, Any]:
+    """The answer of the attention chapter.
+
+    Rule: a stage *helps* when its mean gain on the interacting twin exceeds the seed-to-seed
+    spread (s.d. over seeds of the baseline's mean correlation) **and** it loses no more than
+    ``control_tolerance`` on the control twin (interactions off), where there is nothing to model.
+
+    Returns
+    -------
+    dict: ``helps`` (stage → bool), ``spread``, ``text``.
+    """
+    spread = float(gains.loc[("interacting", "baseline"), "sd"])
+    helps, parts = {}, []
+    for stage in [s for s in STAGES if ("interacting", s) in gains.index]:
+        gain = float(gains.loc[("interacting", stage), "gain"])
+        control = float(gains.loc[("control", stage), "gain"]) if ("control", stage) in gains.index else float("nan")
+        ok = bool(gain > spread and not control < -control_tolerance)
+        helps[stage] = ok
+        parts.append(f"{stage}: gain {gain:+.4f} on the interacting twin (spread {spread:.4f}), "
+                     f"{control:+.4f} on the control twin → {'helps' if ok else 'does not pass'}")
+    n = sum(helps.values())
+    head = (f"{n} of {len(helps)} interaction stages improve the test single-trial correlation by more than the "
+            f"seed-to-seed spread without losing more than {control_tolerance} on the control twin")
+    return {"helps": helps, "spread": spread, "text": head + ". " + "; ".join(parts) + "."}
+
+
+# ---------------------------------------------------------------------- ground truth
+def ground_truth(ds: xr.Dataset) -> dict[str, Any]:
+    """The twin's normalisation pool P and lateral coupling C, rebuilt from the dataset's provenance.
+
+    Uses the twin's own functions (:func:`v1nb.data.digital_twin.interactions.normalization_pool`,
+    :func:`~v1nb.data.digital_twin.interactions.coupling_matrix`) on the stored cortical positions,
+    orientations and types, with the radii of the twin's configuration.
+
+    Returns
+    -------
+    dict: ``pool``, ``coupling`` (sparse (neuron, neuron)), ``positions`` (N, 3) µm,
+    ``rf`` (N, 2) pixels, ``config`` (dict), ``tau`` (adaptation time constant, trials),
+    ``adaptation`` (strength; 0 when off).
+    """
+    from v1nb.data import provenance_of
+    from v1nb.data.digital_twin import interactions as twin_int
+
+    prov = provenance_of(ds)
+    if prov.get("generator") != "v1nb.data.digital_twin":
+        raise ValueError(f"dataset {ds.attrs.get('source')!r} is not a twin: no ground truth of interactions")
+    cfg = prov["config"]
+    pos = np.column_stack([ds[c].values.astype(float) for c in ("cortical_x", "cortical_y", "cortical_z")])
+    orientation = ds["true_orientation"].values.astype(float)
+    cell_type = ds["true_type"].values.astype(str)
+    on = bool(cfg.get("interactions", True))
+    return {"pool": twin_int.normalization_pool(pos, float(cfg["normalization_radius_um"])),
+            "coupling": twin_int.coupling_matrix(pos, orientation, cell_type, float(cfg["coupling_radius_um"])),
+            "positions": pos, "rf": np.column_stack([ds["true_rf_x"].values, ds["true_rf_y"].values]).astype(float),
+            "config": cfg, "tau": float(cfg["adaptation_tau"]),
+            "adaptation": float(cfg["adaptation"]) if on else 0.0,
+            "coupling_radius_um": float(cfg["coupling_radius_um"])}
+
+
+def _stage_drives(model: Any, ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> tuple[Any, Any]:
+    """The network's drives ``(images, N)`` on the tier's distinct images, and the embedding."""
+    import torch
+
+    ids = np.unique(ds["image_id"].values[ds["tier"].values.astype(str) == tier])
+    ids = ids[ids >= 0][:max_images]
+    x = model._standardised_images(ds["images"].values[ids])
+    net = model.network_
+    net.eval()
+    with torch.no_grad():
+        drive = torch.cat([net.drive(x[i:i + 128]) for i in range(0, len(x), 128)])
+        embedding = net.embedding()
+    return drive, embedding
+
+
+def attention_maps(model: Any, ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> xr.Dataset:
+    """Attention of a fitted ``interaction="attention"`` model, per stimulus and averaged.
+
+    Returns
+    -------
+    Dataset with ``weights`` (image, head, neuron, neighbour) — softmax weights per stimulus —,
+    ``mean_weights`` (head, neuron, neighbour), ``effective`` (neuron, neighbour): the signed weight
+    ``α_n Σ_h β_h a^h`` of each neighbour's drive averaged over stimuli, and ``neighbour_index``
+    (neuron, neighbour).
+    """
+    import torch
+
+    stage = model.network_.interaction
+    if stage is None or not hasattr(stage, "attention"):
+        raise ValueError(f"model {model!r} has no attention stage (fit it with interaction='attention')")
+    drive, emb = _stage_drives(model, ds, tier, max_images)
+    with torch.no_grad():
+        w = stage.attention(drive, emb)
+        eff = stage.effective_weights(drive, emb).mean(0)
+    return xr.Dataset({"weights": (("image", "head", "neuron", "neighbour"), w.numpy()),
+                       "mean_weights": (("head", "neuron", "neighbour"), w.mean(0).numpy()),
+                       "effective": (("neuron", "neighbour"), eff.numpy()),
+                       "neighbour_index": (("neuron", "neighbour"), stage.neighbours.numpy())})
+
+
+def attention_pairs(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = None,
+                    max_images: int = 200) -> pd.DataFrame:
+    """One row per (neuron, neighbour) pair of the attention stage.
+
+    Columns: ``i``, ``j``, ``attention`` (mean softmax weight over heads and test stimuli),
+    ``effective`` (signed weight, see :func:`attention_maps`), ``cortical_um``, ``rf_px`` (distance
+    of the true RF centres), ``coupling`` (true ``C_ij``), ``pool`` (true ``P_ij``), and
+    ``within_radius`` (cortical distance ≤ 2.5 × the coupling radius: the coupling's support).
+    """
+    truth = truth or ground_truth(ds)
+    maps = attention_maps(model, ds, max_images=max_images)
+    nbr = maps["neighbour_index"].values
+    n, k = nbr.shape
+    i = np.repeat(np.arange(n), k)
+    j = nbr.ravel()
+    pos, rf = truth["positions"], truth["rf"]
+    cort = np.linalg.norm(pos[i] - pos[j], axis=1)
+    frame = pd.DataFrame({
+        "i": i, "j": j, "attention": maps["mean_weights"].values.mean(0).ravel(),
+        "effective": maps["effective"].values.ravel(), "cortical_um": cort,
+        "rf_px": np.linalg.norm(rf[i] - rf[j], axis=1),
+        "coupling": np.asarray(truth["coupling"][i, j]).ravel(), "pool": np.asarray(truth["pool"][i, j]).ravel(),
+    })
+    frame["within_radius"] = frame["cortical_um"] <= 2.5 * truth["coupling_radius_um"]
+    return frame
+
+
+def normalisation_pairs(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (neuron, neighbour) pair of a normalisation stage: learned ``W_ij`` against the true pool."""
+    import torch
+
+    truth = truth or ground_truth(ds)
+    stage = model.network_.interaction
+    if stage is None or not hasattr(stage, "weights"):
+        raise ValueError(f"model {model!r} has no normalisation stage")
+    with torch.no_grad():
+        w = stage.weights(model.network_.embedding()).numpy()
+    nbr = stage.neighbours.numpy()
+    n, k = nbr.shape
+    i, j = np.repeat(np.arange(n), k), nbr.ravel()
+    cort = np.linalg.norm(truth["positions"][i] - truth["positions"][j], axis=1)
+    return pd.DataFrame({"i": i, "j": j, "weight": w.ravel(), "cortical_um": cort,
+                         "pool": np.asarray(truth["pool"][i, j]).ravel(),
+                         "within_radius": cort <= 2.5 * float(truth["config"]["normalization_radius_um"])})
+
+
+# ------------------------------------------------------------------------ Mantel tests
+def _pair_values(matrix: np.ndarray | Any, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    if hasattr(matrix, "tocsr"):
+        return np.asarray(matrix.tocsr()[i, j]).ravel().astype(float)
+    return np.asarray(matrix)[i, j].astype(float)
+
+
+def _residual_ranks(values: np.ndarray, control: np.ndarray | None) -> np.ndarray:
+    r = stats.rankdata(values)
+    r = r - r.mean()
+    if control is None:
+        return r
+    c = control - control.mean()
+    return r - c * (c @ r) / max(c @ c, 1e-300)
+
+
+def mantel(x: Any, y: Any, pairs: tuple[np.ndarray, np.ndarray] | None = None, n_permutations: int = 999,
+           seed: int = 0, control: Any = None) -> dict[str, float]:
+    """(Partial) Mantel test of the association of two neuron × neuron matrices (Spearman).
+
+    Parameters
+    ----------
+    x, y : array or sparse (N, N)
+        ``y`` is the matrix whose neuron labels are permuted.
+    pairs : (i, j) index arrays, optional
+        The pairs compared (default: all i < j).
+    n_permutations : int
+    seed : int
+    control : array or sparse (N, N), optional
+        Partial Mantel: ``x`` and ``y`` ranks are residualised on the ranks of ``control`` first.
+
+    Returns
+    -------
+    dict: ``statistic`` (Spearman or partial Spearman), ``p`` (one-sided, ≥), ``n_pairs``,
+    ``n_permutations``.
+    """
+    n = (x.shape[0])
+    if pairs is None:
+        i, j = np.triu_indices(n, 1)
+    else:
+        i, j = (np.asarray(p, dtype=np.int64) for p in pairs)
+    if len(i) < 3:
+        raise ValueError(f"a Mantel test needs at least 3 pairs, got {len(i)}")
+    c = None if control is None else stats.rankdata(_pair_values(control, i, j))
+    rx = _residual_ranks(_pair_values(x, i, j), c)
+    y_dense = y.toarray() if hasattr(y, "toarray") else np.asarray(y, dtype=float)
+
+    def stat(perm: np.ndarray) -> float:
+        ry = _residual_ranks(y_dense[perm[i], perm[j]], c)
+        denom = np.sqrt((rx @ rx) * (ry @ ry))
+        return float(rx @ ry / denom) if denom > 0 else 0.0
+
+    observed = stat(np.arange(n))
+    rng = np.random.default_rng(seed)
+    null = np.array([stat(rng.permutation(n)) for _ in range(int(n_permutations))])
+    return {"statistic": observed, "p": float((1 + np.sum(null >= observed)) / (1 + len(null))),
+            "n_pairs": int(len(i)), "n_permutations": int(n_permutations)}
+
+
+def partial_mantel(x: Any, y: Any, control: Any, **kwargs: Any) -> dict[str, float]:
+    """:func:`mantel` of ``x`` and ``y`` with ``control`` partialled out."""
+    return mantel(x, y, control=control, **kwargs)
+
+
+def pair_matrix(frame: pd.DataFrame, column: str, n: int, symmetric: bool = True) -> np.ndarray:
+    """A pair table's column as a dense (N, N) matrix (0 for pairs not in the table; averaged with its transpose)."""
+    m = np.zeros((n, n))
+    m[frame["i"].values, frame["j"].values] = frame[column].values
+    return (m + m.T) / 2 if symmetric else m
+
+
+# ----------------------------------------------------------------------- temporal kernel
+def exponential_kernel(tau: float, lags: int) -> np.ndarray:
+    """The twin's adaptation kernel ``∝ ρ^{k−1}``, ``ρ = e^{−1/τ}``, over lags 1..L, normalised to sum 1."""
+    rho = np.exp(-1.0 / tau)
+    w = rho ** np.arange(lags)
+    return w / w.sum()
+
+
+def kernel_time_constant(kernel: np.ndarray) -> dict[str, float]:
+    """τ of the normalised exponential that best fits a temporal kernel (least squares).
+
+    Parameters
+    ----------
+    kernel : (L,) non-negative weights of lags 1..L
+
+    Returns
+    -------
+    dict: ``tau`` (trials), ``rmse`` of the fit, ``r2`` (of the kernel's variance explained).
+    """
+    w = np.asarray(kernel, dtype=float)
+    if w.ndim != 1 or len(w) < 2 or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"kernel must be a 1-D non-negative array of ≥ 2 lags with a positive sum, got {w!r}")
+    w = w / w.sum()
+    lags = len(w)
+
+    def loss(log_tau: float) -> float:
+        return float(np.sum((exponential_kernel(np.exp(log_tau), lags) - w) ** 2))
+
+    res = optimize.minimize_scalar(loss, bounds=(np.log(0.05), np.log(1e3)), method="bounded")
+    tau = float(np.exp(res.x))
+    resid = exponential_kernel(tau, lags) - w
+    total = np.sum((w - w.mean()) ** 2)
+    return {"tau": tau, "rmse": float(np.sqrt(np.mean(resid ** 2))),
+            "r2": float(1 - np.sum(resid ** 2) / total) if total > 0 else float("nan")}
+
+
+def temporal_summary(models: Sequence[Any], reference_rate: float | np.ndarray | None = None) -> dict[str, Any]:
+    """Kernels, τ and strengths of fitted ``interaction="temporal"`` models (one per seed).
+
+    Returns
+    -------
+    dict: ``kernels`` (seed, lag), ``tau`` per seed, ``tau_mean_kernel`` (τ fitted to the mean
+    kernel), ``strength`` (median over neurons of γ_n per seed).
+    """
+    kernels, taus, strengths = [], [], []
+    for m in models:
+        stage = m.network_.interaction
+        if stage is None or not hasattr(stage, "kernel"):
+            raise ValueError(f"model {m!r} has no temporal stage")
+        k = stage.kernel().detach().numpy().astype(float)
+        kernels.append(k)
+        taus.append(kernel_time_constant(k)["tau"])
+        strengths.append(float(np.median(stage.strength().detach().numpy())))
+    kernels = np.array(kernels)
+    return {"kernels": kernels, "tau": np.array(taus), "tau_mean_kernel": kernel_time_constant(kernels.mean(0))["tau"],
+            "strength": np.array(strengths)}
+
+
+def temporal_verdict(tau_true: float, tau_recovered: float, gain: float, spread: float,
+                     tolerance: float = 0.3) -> dict[str, Any]:
+    """Answer of the temporal chapter. Rule: recovered when ``|τ̂ − τ| ≤ tolerance · τ``; helps when gain > spread."""
+    rel = abs(tau_recovered - tau_true) / tau_true
+    recovered, helps = bool(rel <= tolerance), bool(gain > spread)
+    text = (f"The learned kernel's time constant is {tau_recovered:.2f} trials against the twin's {tau_true:.2f} "
+            f"({100 * rel:.0f} % off: {'within' if recovered else 'outside'} ±{100 * tolerance:.0f} %), and the "
+            f"stage {'improves' if helps else 'does not improve'} the test correlation by more than the seed spread "
+            f"(gain {gain:+.4f}, spread {spread:.4f}).")
+    return {"recovered": recovered, "helps": helps, "relative_error": rel, "text": text}
+
+
+def maps_verdict(coupling_spearman: float, p_distance: float, p_coupling_partial: float,
+                 threshold: float = 0.5, alpha: float = 0.05) -> dict[str, Any]:
+    """Answer of the attention-maps chapter.
+
+    Rule: the maps *relate to cortical position* when the Mantel test against cortical distance has
+    p < ``alpha``; they *recover the coupling* when the Spearman correlation with the true coupling
+    over pairs within the coupling radius is ≥ ``threshold`` and the partial Mantel test (distance
+    partialled out) has p < ``alpha``.
+    """
+    position = bool(p_distance < alpha)
+    coupling = bool(coupling_spearman >= threshold and p_coupling_partial < alpha)
+    text = (f"Attention {'depends' if position else 'does not depend detectably'} on cortical distance "
+            f"(Mantel p = {p_distance:.3g}); its weights {'recover' if coupling else 'do not recover'} the "
+            f"twin's lateral coupling (Spearman {coupling_spearman:.2f} over pairs within the coupling radius, "
+            f"target ≥ {threshold}; partial Mantel given distance p = {p_coupling_partial:.3g}).")
+    return {"position": position, "coupling": coupling, "text": text}
+
+
+# ----------------------------------------------------------------------- who gains
+def per_neuron_gain(ds: xr.Dataset, baselines: Sequence[Any], stages: Sequence[Any], tier: str = "test") -> xr.DataArray:
+    """Per-neuron gain in test single-trial correlation (stage − baseline), averaged over seeds, (neuron,)."""
+    if len(baselines) != len(stages):
+        raise ValueError(f"{len(stages)} stage models for {len(baselines)} baselines")
+    diffs = [(s.evaluate(ds, tier)["single_trial_correlation"] - b.evaluate(ds, tier)["single_trial_correlation"])
+             for b, s in zip(baselines, stages)]
+    out = sum(diffs[1:], diffs[0]) / len(diffs)
+    return out.rename("gain")
+
+
+def gain_vs_snr(gain: np.ndarray, snr: np.ndarray) -> dict[str, float]:
+    """Spearman correlation of per-neuron gain with SNR, with its two-sided p-value (NaNs dropped)."""
+    g, s = np.asarray(gain, float), np.asarray(snr, float)
+    keep = np.isfinite(g) & np.isfinite(s)
+    if keep.sum() < 3:
+        raise ValueError("gain_vs_snr needs at least 3 neurons with finite gain and SNR")
+    res = stats.spearmanr(g[keep], s[keep])
+    return {"spearman": float(res.statistic), "p": float(res.pvalue), "n": int(keep.sum())}
+
+
+def gain_by_type(gain: np.ndarray, types: np.ndarray) -> dict[str, Any]:
+    """Kruskal–Wallis test of per-neuron gain across true types, with the median gain per type."""
+    g, t = np.asarray(gain, float), np.asarray(types).astype(str)
+    keep = np.isfinite(g)
+    groups = {name: g[keep & (t == name)] for name in np.unique(t[keep])}
+    groups = {k: v for k, v in groups.items() if len(v) > 0}
+    if len(groups) < 2:
+        return {"H": float("nan"), "p": float("nan"), "median": {k: float(np.median(v)) for k, v in groups.items()}}
+    res = stats.kruskal(*groups.values())
+    return {"H": float(res.statistic), "p": float(res.pvalue), "median": {k: float(np.median(v)) for k, v in groups.items()}}
+
+
+def who_gains_verdict(snr_test: Mapping[str, float], type_test: Mapping[str, Any], alpha: float = 0.05) -> dict[str, Any]:
+    """Answer of the who-gains chapter. Rule: gain depends on SNR (type) when the test has p < ``alpha``."""
+    by_snr = bool(snr_test["p"] < alpha)
+    by_type = bool(np.isfinite(type_test["p"]) and type_test["p"] < alpha)
+    direction = "grows" if snr_test["spearman"] > 0 else "shrinks"
+    text = (f"The per-neuron gain {direction + ' with' if by_snr else 'does not depend detectably on'} the neuron's "
+            f"SNR (Spearman {snr_test['spearman']:.2f}, p = {snr_test['p']:.3g}, {snr_test['n']} neurons) and "
+            f"{'differs' if by_type else 'does not differ detectably'} between true types "
+            f"(Kruskal–Wallis p = {type_test['p']:.3g}).")
+    return {"by_snr": by_snr, "by_type": by_type, "text": text}
+
+
+# --------------------------------------------------------------------------- fitting
+#: How every Part V chapter fine-tunes a stage from the cached baseline (one cache entry per
+#: stage, seed and twin, shared by the four chapters): learning rate and a fixed epoch cap, with
+#: early stopping on the validation correlation (the parent's own weights, epoch 0, are a
+#: candidate, so a stage that does not help on validation gives back the baseline).
+FINETUNE: dict[str, Any] = {"lr": 0.005, "max_epochs": 10}
+
+
+def open_twins(data: str, seed: int) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The interacting dataset and its control twin (``interactions=False``; None for recorded data)."""
+    from v1nb.data import open_dataset
+
+    if str(data).startswith("twin"):
+        return open_dataset(data, seed=seed), open_dataset(data, seed=seed, interactions=False)
+    return open_dataset(data), None
+
+
+def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mapping[str, Any],
+                           stages: Sequence[str] = STAGES, lr: float = FINETUNE["lr"],
+                           max_epochs: int = FINETUNE["max_epochs"], n_jobs: int | None = None,
+                           **stage_settings: Any) -> tuple[list[Any], dict[str, list[Any]]]:
+    """Baselines (``fit_seeds``, shared with the other chapters) and each stage fine-tuned from them.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    seeds : list of int
+    training : dict
+        The budget's settings (:func:`v1nb.models.budgets.budget_settings`), for baselines and
+        fine-tunes alike.
+    stages : names of interaction stages
+    lr, max_epochs : float, int
+        The fine-tune's schedule (:data:`FINETUNE`).
+    n_jobs : int, optional
+        Worker processes (default: one per CPU core).
+    **stage_settings
+        Extra settings of the stages (e.g. ``attention_neighbours``), passed to the stages that declare them.
+
+    Returns
+    -------
+    baselines : list of ResponseModel (one per seed)
+    stage_models : dict stage → list of ResponseModel (same seeds)
+    """
+    from v1nb.models import fit_many, fit_seeds
+    from v1nb.models.registry import INTERACTIONS, load_components
+
+    load_components()
+    baselines = fit_seeds(ds, "cnn", "gaussian", list(seeds), n_jobs=n_jobs, **training)
+    jobs = []
+    for stage in stages:
+        declared = INTERACTIONS[stage].extra_settings
+        extra = {k: v for k, v in stage_settings.items() if k in declared}
+        for base in baselines:
+            jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
+                         "parent": base, **training, "lr": lr, "max_epochs": max_epochs, **extra})
+    models = fit_many(ds, jobs, n_jobs=n_jobs) if jobs else []
+    out = {stage: models[k * len(baselines):(k + 1) * len(baselines)] for k, stage in enumerate(stages)}
+    return baselines, out
+
+
+def training_costs(baselines: Sequence[Any], stages: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """Process CPU seconds of each fit (from its training history) and each fine-tune's ratio to its baseline."""
+    rows = []
+    for stage, models in {"baseline": baselines, **stages}.items():
+        for base, m in zip(baselines, models):
+            cpu = float(m.history_.get("cpu_seconds", np.nan))
+            rows.append({"stage": stage, "seed": int(m.random_state), "cpu_seconds": cpu,
+                         "epochs": len(m.history_["epochs"]) - 1,
+                         "ratio": cpu / float(base.history_.get("cpu_seconds", np.nan))})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ adaptation strength
+def twin_adaptation_division(ds: xr.Dataset) -> np.ndarray:
+    """Per neuron, the twin's mean adaptation term ``γ · mean_t(a_t) / r̄_n`` over the sequence, ``(N,)``.
+
+    ``a_t = (1 − ρ) Σ_k ρ^{k−1} r_{t−k}`` is computed from the dataset's noise-free ``rates`` in
+    presentation order, ``r̄_n`` is the twin's reference rate (rebuilt from the provenance with
+    :func:`v1nb.data.digital_twin.population_of`). Zeros when adaptation is off.
+    """
+    from v1nb.data.digital_twin import population_of
+
+    truth = ground_truth(ds)
+    if truth["adaptation"] == 0 or "rates" not in ds:
+        return np.zeros(ds.sizes["neuron"])
+    order = np.argsort(ds["order"].values) if "order" in ds.coords or "order" in ds else np.arange(ds.sizes["trial"])
+    rates = ds["rates"].transpose("trial", "neuron").values[order].astype(float)
+    rho = np.exp(-1.0 / truth["tau"])
+    a = np.zeros(rates.shape[1])
+    total = np.zeros(rates.shape[1])
+    for t in range(len(rates)):
+        total += a
+        a = rho * a + (1 - rho) * rates[t]
+    reference = population_of(ds).reference_rate
+    return truth["adaptation"] * (total / len(rates)) / reference
+
+
+def model_adaptation_division(model: Any, ds: xr.Dataset) -> np.ndarray:
+    """Per neuron, a temporal stage's mean division term ``γ_n Σ_k v_k · mean(h_n)``, ``(N,)``.
+
+    ``mean(h_n)`` is the model's mean feed-forward prediction (scaled units) over the training
+    images: the stage's counterpart of :func:`twin_adaptation_division`.
+    """
+    stage = model.network_.interaction
+    if stage is None or not hasattr(stage, "kernel"):
+        raise ValueError(f"model {model!r} has no temporal stage")
+    ids = np.unique(ds["image_id"].values[ds["tier"].values.astype(str) == "train"])
+    ids = ids[ids >= 0]
+    h = model.predict_images(ds["images"].values[ids]) / model.response_scale_.numpy()[None]
+    return stage.strength().detach().numpy() * h.mean(0)
