@@ -2,7 +2,7 @@
 
 A shared convolutional **core** turns an image into feature maps; a per-neuron **readout** picks a
 position and a weighting of the features — the weighting ``w_n`` is the neuron's **embedding**.
-Conventions follow the Sinz-lab models (Lurz et al. 2021; methods.md §2).
+Conventions follow the Sinz-lab models (Lurz et al. 2021; the book's "Notation and methods" page, book/notation.md).
 
 Entry points
 ------------

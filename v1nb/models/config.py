@@ -2,7 +2,7 @@
 
 One flat :class:`ModelConfig` holds every setting so that a fit is described by
 ``(core, readout, seed, config)`` and the cache key is a hash of exactly that. Training follows
-the Sinz-lab reference settings (methods.md §2). The default core is smaller than the Sensorium
+the Sinz-lab reference settings (Lurz et al. 2021; the book's "Notation and methods" page). The default core is smaller than the Sensorium
 one because the project's models train on a 2-core CPU: the images are average-pooled by 2
 (36×64 → 18×32; the twin's preferred wavelengths stay ≥ 4 pixels), the layers are 3 plain
 convolutions (7×7, then 3×3; 7×7 depth-separable convolutions are very slow on CPU) with 16
