@@ -52,8 +52,9 @@ def one_step(n: int, stage: str, batch: int, steps: int, chunk: int, neighbours:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    extra = {"attention": {"attention_chunk": chunk, "attention_neighbours": neighbours},
-             "normalisation": {"norm_neighbours": neighbours}, "temporal": {}, "none": {}}[stage]
+    # neighbours = 0: each stage's own default (attention 48, normalisation 96)
+    extra = {"attention": {"attention_chunk": chunk, **({"attention_neighbours": neighbours} if neighbours else {})},
+             "normalisation": {"norm_neighbours": neighbours} if neighbours else {}, "temporal": {}, "none": {}}[stage]
     config = ResponseModel("cnn", "gaussian", 0, interaction=stage, **extra).validate()  # extras with defaults
     g = torch.Generator().manual_seed(0)
     # cortical positions on 3 planes over a field of view scaled with n (the twin's density)
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=8000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--neighbours", type=int, default=96)
+    parser.add_argument("--neighbours", type=int, default=0, help="0: each stage's default")
     parser.add_argument("--training", action="store_true")
     parser.add_argument("--stages", default="attention,normalisation,temporal")
     parser.add_argument("--epochs", type=int, default=10)

@@ -104,7 +104,12 @@ def attention_verdict(gains: pd.DataFrame, control_tolerance: float = 0.005) -> 
     n = sum(helps.values())
     head = (f"{n} of {len(helps)} interaction stages improve the test single-trial correlation by more than the "
             f"seed-to-seed spread without losing more than {control_tolerance} on the control twin")
-    return {"helps": helps, "spread": spread, "text": head + ". " + "; ".join(parts) + "."}
+    text = head + ". " + "; ".join(parts) + "."
+    if ("interacting", "none") in gains.index:  # the same fine-tune without a stage: extra training alone
+        reference = float(gains.loc[("interacting", "none"), "gain"])
+        text += (f" The same fine-tune without any stage gains {reference:+.4f}: what exceeds it is the stages' own "
+                 "contribution.")
+    return {"helps": helps, "spread": spread, "text": text}
 
 
 # ---------------------------------------------------------------------- ground truth
@@ -460,7 +465,7 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
     training : dict
         The budget's settings (:func:`v1nb.models.budgets.budget_settings`), for baselines and
         fine-tunes alike.
-    stages : names of interaction stages
+    stages : names of interaction stages (``"none"``: the fine-tune without a stage, a reference)
     lr, max_epochs : float, int
         The fine-tune's schedule (:data:`FINETUNE`).
     n_jobs : int, optional
@@ -479,8 +484,8 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
     load_components()
     baselines = fit_seeds(ds, "cnn", "gaussian", list(seeds), n_jobs=n_jobs, **training)
     jobs = []
-    for stage in stages:
-        declared = INTERACTIONS[stage].extra_settings
+    for stage in stages:  # "none": the same fine-tune without a stage (what extra training alone gives)
+        declared = INTERACTIONS[stage].extra_settings if stage != "none" else {}
         extra = {k: v for k, v in stage_settings.items() if k in declared}
         for base in baselines:
             jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
