@@ -159,3 +159,18 @@ def test_performance_effect_only_through_snr_is_not_claimed():
         P.cluster_effect_given_snr(y, lab[:-1], snr)
     with pytest.raises(ValueError, match="two clusters"):
         P.cluster_effect_given_snr(y, np.zeros_like(lab), snr)
+
+
+def test_supervised_ceiling_and_orientation_concentration():
+    e, truth = _planted(n_per=30, k=3, noise=0.05)
+    x = EC.embedding_views(e)["raw"]
+    c = EC.supervised_ceiling(x, truth, np.ones(truth.size, bool))
+    assert c["ari"] > 0.95 and c["accuracy"] > 0.98
+    assert np.isnan(EC.supervised_ceiling(x, None)["ari"])
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0, np.pi, 600)
+    by_orientation = (theta // (np.pi / 4)).astype(int)
+    assert EC.orientation_concentration(by_orientation, theta) > 0.85
+    assert EC.orientation_concentration(rng.integers(0, 4, 600), theta) < 0.15
+    theta[:10] = np.nan
+    assert np.isfinite(EC.orientation_concentration(by_orientation, theta))
