@@ -1,0 +1,61 @@
+"""Scores and verdict rules of the DEC chapters (v1nb.cluster.dec_answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from v1nb.cluster import dec_answers as DA
+
+
+def test_orientation_spread_is_zero_for_one_orientation_and_one_for_uniform():
+    theta = np.array([0.3] * 10 + [1.2] * 10)
+    assert DA.orientation_spread(np.repeat([0, 1], 10), theta) == pytest.approx(0.0, abs=1e-12)
+    uniform = np.arange(8) * np.pi / 8  # axial: evenly spread over [0, π)
+    assert DA.orientation_spread(np.zeros(8, int), uniform) == pytest.approx(1.0)
+    # untuned neurons (NaN) are left out
+    assert DA.orientation_spread(np.zeros(3, int), np.array([0.5, 0.5, np.nan])) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(DA.orientation_spread(np.zeros(2, int), np.array([np.nan, np.nan])))
+
+
+def test_shift_orientation_correlation_recovers_a_planted_relation():
+    rng = np.random.default_rng(0)
+    R, n = 8, 200
+    shifts = rng.integers(0, R, n)
+    labels = rng.integers(0, 2, n)
+    offset = np.where(labels == 0, 0.4, 1.9)  # each cluster's template has its own orientation
+    theta = np.mod(offset + 2 * np.pi * shifts / R / 2 * 2 + rng.normal(0, 0.05, n), np.pi)  # θ = offset + 2πr/R
+    assert DA.shift_orientation_correlation(labels, shifts, R, theta) > 0.9
+    assert DA.shift_orientation_correlation(labels, rng.permutation(shifts), R, theta) < 0.3
+
+
+def test_beta_max_within_stops_at_the_first_beta_past_the_tolerance():
+    table = pd.DataFrame(dict(mode=["pre", "joint", "joint", "joint", "joint"], beta=[0, 0.01, 0.1, 1, 10],
+                              corr=[0.40, 0.399, 0.395, 0.38, 0.395]))
+    assert DA.beta_max_within(table) == 0.1  # β = 10 is within again, but β = 1 already was not
+    table.loc[1, "corr"] = 0.3
+    assert np.isnan(DA.beta_max_within(table))
+
+
+def test_improves_verdict_rule():
+    def scores(pre, dec):
+        return pd.DataFrame(dict(stage=["pre"] * 3 + ["dec"] * 3, seed=[0, 1, 2] * 2, ari=pre + dec))
+
+    cons = pd.DataFrame(dict(stage=["pre", "dec"], cross_seed_ari=[0.3, 0.6], cross_seed_ari_sd=[0.05, 0.05]))
+    yes = DA.improves_verdict(scores([0.2, 0.25, 0.3], [0.4, 0.45, 0.5]), cons, 0.35)
+    assert yes["verdict"] == "yes" and yes["beats_best_classical"] is True
+    flat = pd.DataFrame(dict(stage=["pre", "dec"], cross_seed_ari=[0.3, 0.3], cross_seed_ari_sd=[0.05, 0.05]))
+    assert DA.improves_verdict(scores([0.2, 0.25, 0.3], [0.4, 0.45, 0.5]), flat, 0.6)["verdict"] == "partly"
+    assert DA.improves_verdict(scores([0.2, 0.25, 0.3], [0.2, 0.26, 0.3]), flat, 0.6)["verdict"] == "no"
+    nan = DA.improves_verdict(scores([np.nan] * 3, [np.nan] * 3), cons, np.nan)
+    assert nan["verdict"] == "yes" and nan["beats_best_classical"] is None and np.isnan(nan["gain_truth"])
+
+
+def test_parameters_are_checked():
+    assert DA.parse_floats("1, 0.1,0.1", "betas") == [0.1, 1.0]
+    with pytest.raises(ValueError, match="betas='a'"):
+        DA.parse_floats("a", "betas")
+    with pytest.raises(ValueError, match="epochs"):
+        DA.finetune_epochs(-1, "auto", "twin:quick")
+    assert DA.finetune_epochs(0, "auto", "twin:quick") == 3 and DA.finetune_epochs(7, "auto", "x") == 7

@@ -1,0 +1,295 @@
+"""Scores, tables and verdicts of the three DEC chapters of Part IV (dec_improves, dec_tradeoff, dec_rotation).
+
+The fine-tunes themselves are :func:`v1nb.models.dec.finetune_dec`; this module turns pre-trained and
+fine-tuned models into the numbers the chapters report and states their answers by explicit rules.
+
+Scores (all from the same labels): ARI / AMI to the true types over all neurons and over the
+*reliable* ones (oracle correlation ≥ 0.5, :func:`v1nb.cluster.embedding_clustering.reliable_mask`),
+and **cross-seed ARI**: the mean ARI between the labels of every pair of seeds (the same neurons in
+every fit). "Pre" labels are k-means (20 restarts) of the pre-trained model's unit-normalised
+embeddings — the k-means initialisation DEC starts from; "DEC" labels are the fine-tuned head's
+hard assignments argmax_j q_nj.
+
+Orientation (rotation core): the true preferred orientation θ_n ∈ [0, π) is an axial angle, so its
+spread within a cluster is measured on the doubled angle, 1 − R̄ with R̄ = |mean_n exp(2iθ_n)| (0: one
+orientation, 1: uniform). A recovered cyclic shift r of R rotations turns the filter by 360°·r/R,
+i.e. the orientation by 2πr/R (mod π), doubled 4πr/R. Their association is the circular correlation
+(Jammalamadaka & SenGupta 2001) ρ = Σ sin(a − ā) sin(b − b̄) / √(Σ sin²(a − ā) Σ sin²(b − b̄)) of
+the doubled angles within each cluster (each cluster's template has its own orientation, and the
+direction in which the core's rotation turns the filter sets the sign), averaged as |ρ| weighted
+by cluster size.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from v1nb.cluster.embedding_clustering import score_labels
+
+#: the largest drop in mean test correlation that counts as "keeps the model's performance"
+CORR_TOLERANCE = 0.01
+#: a mean ARI gain smaller than this (or than the seeds' standard error) is "no change"
+MIN_GAIN = 0.02
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows (neurons) flattened and scaled to unit length; shape (N, D)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def kmeans_labels(embeddings, k: int, random_state: int = 0) -> np.ndarray:
+    """k-means (20 restarts) labels (N,) of unit-normalised embeddings (DataArray or array (N, ...))."""
+    x = unit_rows(np.asarray(getattr(embeddings, "values", embeddings)))
+    return KMeans(k, n_init=20, random_state=random_state).fit_predict(x).astype(np.intp)
+
+
+def cross_seed(labels: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Mean and s.d. of the ARI between the labels of every pair of seeds (NaN with fewer than two)."""
+    aris = [adjusted_rand_score(a, b) for a, b in combinations(labels, 2)]
+    if not aris:
+        return np.nan, np.nan
+    return float(np.mean(aris)), float(np.std(aris, ddof=1)) if len(aris) > 1 else np.nan
+
+
+def mean_test_corr(model, ds) -> tuple[float, float]:
+    """Mean over neurons of the test single-trial correlation, and mean FEVE (the reported metrics)."""
+    ev = model.evaluate(ds, "test")
+    return float(np.nanmean(ev["single_trial_correlation"].values)), float(ev.attrs.get("mean_feve", np.nan))
+
+
+def _se(x) -> float:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else np.nan
+
+
+# ------------------------------------------------------------------------------ dec_improves
+def before_after(ds, parents: Sequence, tuned: Sequence, k: int, truth: np.ndarray | None,
+                 reliable: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per seed and stage ("pre" k-means, "dec" head labels, "dec+kmeans" k-means of the fine-tuned
+    embeddings): ARI/AMI (all, reliable), test correlation; and per stage the cross-seed ARI.
+
+    Returns
+    -------
+    scores : DataFrame (stage, seed, ari, ami, ari_reliable, ami_reliable, corr, feve)
+    consistency : DataFrame (stage, cross_seed_ari, cross_seed_ari_sd)
+    """
+    rows, labels = [], {"pre": [], "dec": [], "dec+kmeans": []}
+    for parent, model in zip(parents, tuned):
+        corr_pre, feve_pre = mean_test_corr(parent, ds)
+        corr_dec, feve_dec = mean_test_corr(model, ds)
+        stage_labels = {"pre": kmeans_labels(parent.embeddings(), k), "dec": np.asarray(model.labels_),
+                        "dec+kmeans": kmeans_labels(model.embeddings(), k)}
+        for stage, lab in stage_labels.items():
+            labels[stage].append(lab)
+            corr, feve = (corr_pre, feve_pre) if stage == "pre" else (corr_dec, feve_dec)
+            rows.append(dict(stage=stage, seed=int(parent.random_state), **score_labels(lab, truth, reliable),
+                             corr=corr, feve=feve))
+    cons = [dict(stage=s, **dict(zip(("cross_seed_ari", "cross_seed_ari_sd"), cross_seed(v))))
+            for s, v in labels.items()]
+    return pd.DataFrame(rows), pd.DataFrame(cons)
+
+
+def improves_verdict(scores: pd.DataFrame, consistency: pd.DataFrame, best_classical_ari: float) -> dict:
+    """Does DEC improve clustering? Computed answer of the dec_improves chapter.
+
+    Rule: the gain of a score (ARI to truth; cross-seed ARI) counts when its mean over seeds exceeds
+    both :data:`MIN_GAIN` and twice the standard error of the per-seed differences (for cross-seed
+    ARI, which has one value per pair, the pair s.d.). "yes" when both gains count, "partly" when
+    one does, "no" otherwise; without ground truth only the cross-seed gain decides. Also whether
+    DEC beats the best classical pipeline on the pre-trained embeddings (mean DEC ARI >
+    ``best_classical_ari``).
+    """
+    pre = scores[scores.stage == "pre"].set_index("seed")
+    dec = scores[scores.stage == "dec"].set_index("seed")
+    diff = (dec["ari"] - pre["ari"]).to_numpy(dtype=float)
+    truth_known = bool(np.isfinite(diff).any())
+    gain_truth = float(np.nanmean(diff)) if truth_known else np.nan
+    se = _se(diff)
+    truth_counts = truth_known and gain_truth > MIN_GAIN and not (np.isfinite(se) and gain_truth <= 2 * se)
+    c = consistency.set_index("stage")
+    gain_cons = float(c.loc["dec", "cross_seed_ari"] - c.loc["pre", "cross_seed_ari"])
+    sd = float(np.nanmax([c.loc["dec", "cross_seed_ari_sd"], c.loc["pre", "cross_seed_ari_sd"], 0.0]))
+    cons_counts = bool(np.isfinite(gain_cons) and gain_cons > max(MIN_GAIN, sd))
+    counted = [cons_counts] + ([truth_counts] if truth_known else [])
+    verdict = "yes" if all(counted) else "partly" if any(counted) else "no"
+    ari_dec = float(np.nanmean(dec["ari"])) if truth_known else np.nan
+    beats = (bool(ari_dec > best_classical_ari) if truth_known and np.isfinite(best_classical_ari) else None)
+    return dict(verdict=verdict, gain_truth=gain_truth, gain_truth_se=se, gain_cross_seed=gain_cons,
+                truth_counts=bool(truth_counts), cross_seed_counts=cons_counts, beats_best_classical=beats)
+
+
+# ------------------------------------------------------------------------------ dec_tradeoff
+def tradeoff_table(ds, parents: Sequence, tuned: Mapping[tuple[str, float, int], object], k: int,
+                   truth: np.ndarray | None, reliable: np.ndarray | None) -> pd.DataFrame:
+    """Per (mode, β): mean over seeds of test correlation, FEVE, ARI to truth (all, reliable), their
+    s.e., and the cross-seed ARI of the DEC labels. β = 0 rows are the pre-trained models (mode "pre").
+
+    Parameters
+    ----------
+    tuned : mapping (mode, beta, seed) → fine-tuned model, mode in {"joint", "dec_only", ...}
+    """
+    rows = []
+    pre_labels = []
+    for p in parents:
+        corr, feve = mean_test_corr(p, ds)
+        lab = kmeans_labels(p.embeddings(), k)
+        pre_labels.append(lab)
+        rows.append(dict(mode="pre", beta=0.0, seed=int(p.random_state), corr=corr, feve=feve,
+                         **score_labels(lab, truth, reliable), labels=lab))
+    for (mode, beta, seed), m in tuned.items():
+        corr, feve = mean_test_corr(m, ds)
+        rows.append(dict(mode=mode, beta=float(beta), seed=int(seed), corr=corr, feve=feve,
+                         **score_labels(np.asarray(m.labels_), truth, reliable), labels=np.asarray(m.labels_)))
+    per_seed = pd.DataFrame(rows)
+    out = []
+    for (mode, beta), g in per_seed.groupby(["mode", "beta"], sort=False):
+        cs, cs_sd = cross_seed(list(g["labels"]))
+        out.append(dict(mode=mode, beta=beta, n_seeds=len(g), corr=g["corr"].mean(), corr_se=_se(g["corr"]),
+                        feve=g["feve"].mean(), ari=g["ari"].mean(), ari_se=_se(g["ari"]),
+                        ari_reliable=g["ari_reliable"].mean(), cross_seed_ari=cs, cross_seed_ari_sd=cs_sd))
+    return pd.DataFrame(out)
+
+
+def beta_max_within(table: pd.DataFrame, mode: str = "joint", tolerance: float = CORR_TOLERANCE) -> float:
+    """Largest β of ``mode`` whose mean test correlation is at most ``tolerance`` below the pre-trained
+    models' (and every smaller β's too: the first β past the tolerance ends the search); NaN if none."""
+    pre = float(table.loc[table["mode"] == "pre", "corr"].iloc[0])
+    rows = table[table["mode"] == mode].sort_values("beta")
+    best = np.nan
+    for beta, corr in zip(rows["beta"], rows["corr"]):
+        if pre - corr > tolerance:
+            break
+        best = float(beta)
+    return best
+
+
+def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOLERANCE) -> dict:
+    """Does DEC ruin performance, and does the joint loss keep it? Computed answer of dec_tradeoff.
+
+    Rule (at the reference β): DEC-only "ruins" the model when its mean test correlation drops by
+    more than ``tolerance``; the joint loss "keeps" it when its drop is within ``tolerance``; the joint
+    loss "pays off" when, in addition, its cross-seed ARI exceeds the pre-trained k-means'.
+    """
+    pre = table[table["mode"] == "pre"].iloc[0]
+
+    def at(mode):
+        rows = table[(table["mode"] == mode)]
+        if rows.empty:
+            return None
+        return rows.iloc[int(np.argmin(np.abs(rows["beta"].to_numpy() - beta_ref)))]
+
+    joint, dec_only = at("joint"), at("dec_only")
+    drop_joint = float(pre["corr"] - joint["corr"]) if joint is not None else np.nan
+    drop_dec = float(pre["corr"] - dec_only["corr"]) if dec_only is not None else np.nan
+    keeps = bool(drop_joint <= tolerance)
+    pays = bool(keeps and joint is not None and joint["cross_seed_ari"] > pre["cross_seed_ari"])
+    ruins = bool(drop_dec > tolerance)
+    return dict(drop_joint=drop_joint, drop_dec_only=drop_dec, joint_keeps=keeps, joint_pays_off=pays,
+                dec_only_ruins=ruins,
+                verdict=("the joint loss keeps the performance" + (" and raises cross-seed consistency" if pays
+                                                                    else " but does not raise cross-seed consistency")
+                         if keeps else "the joint loss costs more than 0.01 of test correlation")
+                + ("; DEC-only ruins it" if ruins else "; DEC-only does not ruin it either"))
+
+
+# ------------------------------------------------------------------------------ dec_rotation
+def orientation_spread(labels: np.ndarray, orientation: np.ndarray) -> float:
+    """Size-weighted mean over clusters of 1 − |mean exp(2iθ)| (0: one orientation per cluster, 1: uniform).
+
+    Neurons without a preferred orientation (NaN: the twin's untuned centre-surround types) are left out;
+    NaN when none has one.
+    """
+    labels, theta = np.asarray(labels), np.asarray(orientation, dtype=float)
+    tuned = np.isfinite(theta)
+    labels, theta = labels[tuned], theta[tuned]
+    if not len(theta):
+        return np.nan
+    total = 0.0
+    for j in np.unique(labels):
+        t = theta[labels == j]
+        total += len(t) * (1.0 - abs(np.mean(np.exp(2j * t))))
+    return float(total / len(labels))
+
+
+def circular_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Jammalamadaka–SenGupta circular correlation of two samples of angles (radians); NaN if undefined."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    sa = np.sin(a - np.angle(np.mean(np.exp(1j * a))))
+    sb = np.sin(b - np.angle(np.mean(np.exp(1j * b))))
+    den = np.sqrt((sa ** 2).sum() * (sb ** 2).sum())
+    return float((sa * sb).sum() / den) if den > 1e-12 else np.nan
+
+
+def shift_orientation_correlation(labels: np.ndarray, shifts: np.ndarray, n_rotations: int,
+                                  orientation: np.ndarray, min_size: int = 5) -> float:
+    """Size-weighted mean over clusters (≥ ``min_size`` neurons) of |ρ| between the doubled true
+    orientation 2θ and the doubled orientation change of the recovered shift 4πr/R."""
+    labels, shifts, theta = np.asarray(labels), np.asarray(shifts), np.asarray(orientation, float)
+    tuned = np.isfinite(theta)  # untuned neurons (NaN orientation) are left out
+    labels, shifts, theta = labels[tuned], shifts[tuned], theta[tuned]
+    total, weight = 0.0, 0
+    for j in np.unique(labels):
+        idx = labels == j
+        if idx.sum() < min_size:
+            continue
+        rho = circular_correlation(2 * theta[idx], 4 * np.pi * shifts[idx] / n_rotations)
+        if np.isfinite(rho):
+            total += idx.sum() * abs(rho)
+            weight += idx.sum()
+    return float(total / weight) if weight else np.nan
+
+
+def rotation_verdict(ari: Mapping[str, float], spread: Mapping[str, float], spread_all: float) -> dict:
+    """Which way of handling rotation clusters best, and are its clusters orientation-invariant?
+
+    Rule: the best mode is the one with the highest mean ARI to truth (NaN without truth); its
+    clusters are "orientation-invariant" when the orientation spread within its clusters is at
+    least 0.8 of the spread over all neurons (clusters mix orientations nearly as much as the whole
+    population), "orientation-tuned" when below 0.5 of it, "partly" in between.
+    """
+    finite = {k: v for k, v in ari.items() if np.isfinite(v)}
+    best = max(finite, key=finite.get) if finite else ""
+    ratio = (spread.get(best, np.nan) / spread_all) if best and spread_all > 0 else np.nan
+    kind = ("orientation-invariant" if ratio >= 0.8 else "orientation-tuned" if ratio < 0.5 else "partly invariant"
+            ) if np.isfinite(ratio) else "unknown (no true orientation)"
+    return dict(best=best, spread_ratio=float(ratio) if np.isfinite(ratio) else np.nan, clusters=kind)
+
+
+# ------------------------------------------------------------------------------ chapter helpers
+#: fine-tune epochs of the "auto" setting per training budget (v1nb.models.budgets)
+FINETUNE_EPOCHS = {"quick": 3, "standard": 10, "full": 20}
+
+
+def finetune_epochs(epochs: int, budget: str, data: str) -> int:
+    """Epochs of a fine-tune: ``epochs`` if > 0, else the budget's (:data:`FINETUNE_EPOCHS`)."""
+    from v1nb.models.budgets import resolve_budget
+
+    if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"parameter epochs={epochs!r} must be an int >= 0 (0: the budget's default)")
+    return int(epochs) if epochs > 0 else FINETUNE_EPOCHS[resolve_budget(budget, data)]
+
+
+def parse_floats(text, name: str) -> list[float]:
+    """A chapter parameter like ``"0.01,0.1,1"`` as a sorted list of distinct non-negative floats."""
+    try:
+        out = sorted({float(t) for t in str(text).replace(" ", "").split(",") if t != ""})
+    except ValueError:
+        raise ValueError(f"parameter {name}={text!r} must be comma-separated numbers, e.g. '0.01,0.1,1'") from None
+    if not out or min(out) < 0 or not all(np.isfinite(out)):
+        raise ValueError(f"parameter {name}={text!r} must list at least one finite number >= 0")
+    return out
+
+
+def nanmean(x) -> float:
+    """Mean of the finite entries (NaN when there are none, without a warning)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else np.nan
