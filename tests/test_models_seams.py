@@ -368,8 +368,10 @@ def test_parallel_finetunes_take_their_parent_from_the_cache(ds, tmp_path):
     alone = fit(ds, cache_dir=tmp_path, **jobs[1])
     assert alone.history_["cached"] is True  # the worker's entry, found by this process
     with pytest.raises(ValueError, match="must come from the model cache"):
-        fit_many(ds, [dict(jobs[0], parent=ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)), jobs[1]],
-                 n_jobs=2, cache_dir=tmp_path)
+        outside = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)  # not from the cache
+        fresh = [dict(job, parent=outside, terms=default_terms("poisson") + [EmbeddingNorm(w)])
+                 for job, w in zip(jobs, (7.0, 9.0))]  # two fits to train: they would go to workers
+        fit_many(ds, fresh, n_jobs=2, cache_dir=tmp_path)
 
 
 def test_without_early_stopping_the_last_weights_are_kept(ds):
@@ -425,3 +427,18 @@ def test_two_processes_asking_for_one_fit_fit_it_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert sorted(out.strip().splitlines()[-1] for out, _ in outs) == ["CACHED False", "CACHED True"]
     assert len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_fit_many_loads_cached_fits_without_starting_workers(ds, tmp_path, monkeypatch):
+    from v1nb.models import parallel
+
+    jobs = [{"core": "cnn", "seed": s, **FAST} for s in (0, 1)]
+    first = fit_many(ds, jobs, n_jobs=2, cache_dir=tmp_path)
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("workers started although every fit is cached")
+
+    monkeypatch.setattr(parallel, "_fit_in_workers", no_workers)
+    again = fit_many(ds, jobs, n_jobs=2, cache_dir=tmp_path)
+    assert all(m.history_["cached"] for m in again)
+    np.testing.assert_array_equal(again[1].predict(ds).values, first[1].predict(ds).values)

@@ -67,15 +67,7 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
         check_terms(list(terms))
     if not use_cache:
         return model.fit(dataset, parent=parent, terms=terms)
-    folder = _cache.check_cache_dir(Path(cache_dir) if cache_dir is not None else _cache.cache_dir())
-    device = resolve_device(config.device).type
-    parent_key = "" if parent is None else (getattr(parent, "cache_key_", "") or parent_fingerprint(parent))
-    key = _cache.cache_key(dataset, {"core": core, "readout": readout, "interaction": interaction, "head": head},
-                           seed, config.non_default(), device,
-                           terms=None if terms is None else [t.spec() for t in terms], parent=parent_key)
-    name = "-".join(part for part in (core, readout, interaction if interaction != "none" else "",
-                                      head if head != "none" else "") if part)
-    path = folder / f"{name}-{key[:32]}.pt"
+    key, path = _entry(dataset, model, config, parent, terms, cache_dir)
     with _cache.entry_lock(path):
         cached = _cache.load_or_none(path, dataset, key)
         if cached is not None:
@@ -90,3 +82,32 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
             warnings.warn(f"could not write the fitted model to the cache ({path}: {err}); it is returned "
                           "but will be refitted next time", _cache.CacheWarning, stacklevel=2)
     return model
+
+
+def _entry(dataset: xr.Dataset, model: ResponseModel, config, parent: ResponseModel | None,
+           terms: list[Term] | None, cache_dir: str | os.PathLike | None) -> tuple[str, Path]:
+    """The cache key and file of a fit (the folder is checked to be usable first)."""
+    folder = _cache.check_cache_dir(Path(cache_dir) if cache_dir is not None else _cache.cache_dir())
+    device = resolve_device(config.device).type
+    parent_key = "" if parent is None else (getattr(parent, "cache_key_", "") or parent_fingerprint(parent))
+    components = {"core": model.core, "readout": model.readout, "interaction": model.interaction, "head": model.head}
+    key = _cache.cache_key(dataset, components, model.random_state, config.non_default(), device,
+                           terms=None if terms is None else [t.spec() for t in terms], parent=parent_key)
+    name = "-".join(part for part in (model.core, model.readout,
+                                      model.interaction if model.interaction != "none" else "",
+                                      model.head if model.head != "none" else "") if part)
+    return key, folder / f"{name}-{key[:32]}.pt"
+
+
+def cached(dataset: xr.Dataset, core: str = "cnn", readout: str = "gaussian", seed: int = 0, *,
+           interaction: str = "none", head: str = "none", parent: ResponseModel | None = None,
+           terms: list[Term] | None = None, cache_dir: str | os.PathLike | None = None,
+           **settings: Any) -> ResponseModel | None:
+    """The fit :func:`fit` would return from the cache, or None when it would have to train (never trains)."""
+    model = ResponseModel(core, readout, seed, interaction=interaction, head=head, **settings)
+    config = model.validate()
+    key, path = _entry(dataset, model, config, parent, terms, cache_dir)
+    found = _cache.load_or_none(path, dataset, key)
+    if found is not None:
+        found.history_["cached"] = True
+    return found

@@ -145,6 +145,32 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
             data = job.pop("dataset", None)
             out.append(fit(ds if data is None else data, cache_dir=cache_dir, **job))
         return out
+    # fits already in the cache load here: worker processes only for what has to train
+    from v1nb.models.fit import cached
+
+    found: list[ResponseModel | None] = []
+    for job in map(dict, jobs):
+        data = job.pop("dataset", None)
+        found.append(cached(ds if data is None else data, cache_dir=cache_dir, **job))
+    missing = [i for i, model in enumerate(found) if model is None]
+    if not missing:
+        return found  # type: ignore[return-value]
+    if len(missing) == 1:
+        job = dict(jobs[missing[0]])
+        data = job.pop("dataset", None)
+        found[missing[0]] = fit(ds if data is None else data, cache_dir=cache_dir, **job)
+        return found  # type: ignore[return-value]
+    fitted = _fit_in_workers(ds, [jobs[i] for i in missing], n_jobs, cache_dir)
+    for i, model in zip(missing, fitted):
+        found[i] = model
+    return found  # type: ignore[return-value]
+
+
+def _fit_in_workers(ds: xr.Dataset, jobs: list[dict[str, Any]], n_jobs: int,
+                    cache_dir: str | os.PathLike | None) -> list[ResponseModel]:
+    from v1nb.models import cache as _cache
+    from v1nb.models.fit import fit
+
     folder = str(cache_dir) if cache_dir is not None else None
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools
     with cf.ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
