@@ -144,3 +144,18 @@ def test_no_glue_role_inside_inline_code() -> None:
                    [c.source for c in nbformat.read(page, as_version=4).cells if c.cell_type == "markdown"])
         for text in sources:
             assert not re.search(r"(?<!`)`\{glue", text), f"{page.relative_to(REPO)}: a glue role inside backticks"
+
+
+def test_answer_skips_the_code_cell_that_computes_it():
+    """'## Answer', then the code computing the verdict, then its glued text: the text is the answer."""
+    import nbformat
+
+    from v1nb.book.staging import _answer
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("Text.\n\n## Answer"),
+        nbformat.v4.new_code_cell('report.value("answer", "yes")'),
+        nbformat.v4.new_markdown_cell("{glue:text}`answer`"),
+        nbformat.v4.new_code_cell("report.save()"),
+    ])
+    assert _answer(nb, "x") == "{glue:text}`answer`"

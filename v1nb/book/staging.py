@@ -198,6 +198,8 @@ def _answer(nb: nbformat.NotebookNode, docpath: str) -> str:
                 parts.append(cell.source[m.end():])
             continue
         if cell.cell_type != "markdown":
+            if not "".join(parts).strip():
+                continue  # the code that computes the answer, between the heading and its text
             break
         parts.append(cell.source)
     if level is None:
