@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from throughput import cpu_model  # bench/throughput.py, same folder
 from v1nb.cluster import make_clusterer, metrics
 from v1nb.io import write_json
 from v1nb.provenance import provenance
@@ -79,7 +80,7 @@ def main(methods=tuple(METHODS), seeds=tuple(SEEDS)) -> dict:
             out = dict(dataset="sklearn load_digits, X/16", n_samples=int(X.shape[0]), seeds=list(seeds),
                        params={k: v for k, v in METHODS.items()}, runs=all_runs, summary=_summarise(all_runs),
                        loadavg_before=load_before, loadavg_after=os.getloadavg(),
-                       cpu=_cpu_model(), provenance=provenance(script="bench/cluster_digits.py"))
+                       cpu=cpu_model(), provenance=provenance(script="bench/cluster_digits.py"))
             write_json(path, out)  # after every run: a partial run is kept
     print("\nmethod     ACC median [min, max]    NMI median   ARI median   s/run   seeds")
     for name, s in out.get("summary", {}).items():
@@ -87,16 +88,6 @@ def main(methods=tuple(METHODS), seeds=tuple(SEEDS)) -> dict:
               f"     {s['nmi']['median']:.3f}        {s['ari']['median']:.3f}        "
               f"{s['seconds']['median']:.1f}   {s['n_seeds']}")
     return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 if __name__ == "__main__":
