@@ -17,8 +17,15 @@ resident memory of the largest child process, and the ratio of every cold build 
 ``--jobs 1`` one; with the CPU model, core count and load average (a loaded machine makes the
 figures unreliable).
 
-Usage: ``python bench/book.py [--profile quick|default] [--jobs 1 2]`` (default: ``default``,
-jobs 1 and 2). Writes ``bench/results/book.json`` (one entry per profile, others kept).
+``--before PATH`` also times a cold build of an earlier source tree (e.g. a ``git worktree`` of the
+commit before a change: its own book, ``v1nb`` package and command line), first, on the same
+machine. ``--toc FILE`` gives this tree's builds another table of contents, e.g.
+``bench/toc_parts_I-III.yml`` (the book without Parts IV and V: the chapters the tree before issues
+11-15 had, so that both sides build the same chapters).
+
+Usage: ``python bench/book.py [--profile quick|default] [--jobs 1 2] [--before PATH] [--toc FILE]``
+(default: ``default``, jobs 1 and 2). Writes ``bench/results/book.json`` (one entry per profile, and
+``<profile>_vs_before`` with ``--before``; others kept).
 """
 
 from __future__ import annotations
@@ -55,16 +62,17 @@ def machine() -> dict:
     return {"cpu_model": model, "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def copy_book(source: Path, root: Path) -> None:
+def copy_book(source: Path, root: Path, toc: Path | None = None) -> None:
     for name in ("_config.yml", "_toc.yml", "references.bib"):
-        shutil.copy2(source / name, root / name)
+        shutil.copy2(toc if name == "_toc.yml" and toc is not None else source / name, root / name)
     shutil.copytree(source / "book", root / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
                     dirs_exist_ok=True)
 
 
-def build(root: Path, profile: str, jobs: int, package: Path) -> dict:
+def build(root: Path, profile: str, jobs: int | None, package: Path, cli: str = "v1nb.book.cli") -> dict:
     """Run ``v1nb book`` in ``root`` with the ``v1nb`` package copied to ``package``; return its
-    wall time and the chapters' times from run.json."""
+    wall time and the chapters' times from run.json. ``jobs=None``: a tree whose command line has
+    no ``--jobs`` (``cli`` names its module)."""
     env = {**os.environ, "V1NB_CACHE": str(root / "model-cache"),
            # the snapshot's package shadows the editable install, in v1nb and in every kernel
            "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")]))}
@@ -73,8 +81,8 @@ def build(root: Path, profile: str, jobs: int, package: Path) -> dict:
         env["V1NB_SHARED_DATA"] = str(shared)
     load_before = machine()["loadavg"]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "v1nb.book.cli", "book", "--profile", profile, "--root", str(root),
-                    "--jobs", str(jobs)], check=True, env=env)
+    command = [sys.executable, "-m", cli, "book", "--profile", profile, "--root", str(root)]
+    subprocess.run(command + ([] if jobs is None else ["--jobs", str(jobs)]), check=True, env=env)
     total = time.perf_counter() - start
     chapters = {}
     for record in sorted((root / "runs").glob("*/*/run.json")):
@@ -91,14 +99,33 @@ def build(root: Path, profile: str, jobs: int, package: Path) -> dict:
     }
 
 
-def bench_book(profile: str, jobs_list: list[int]) -> dict:
+def bench_before(tree: Path, profile: str) -> dict:
+    """A cold build of an earlier source tree's book with its own package and command line."""
+    with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-before-") as tmp:
+        root = Path(tmp)
+        copy_book(tree, root)
+        package = root / "package"
+        shutil.copytree(tree / "v1nb", package / "v1nb", ignore=shutil.ignore_patterns("__pycache__"))
+        # before issue 15 the command line was v1nb/cli.py
+        cli = "v1nb.book.cli" if (tree / "v1nb" / "book" / "cli.py").is_file() else "v1nb.cli"
+        result = build(root, profile, None, package, cli=cli)
+    result.pop("jobs")
+    return {"tree": str(tree), "commit": _commit(tree), **result}
+
+
+def _commit(tree: Path) -> str | None:
+    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or None
+
+
+def bench_book(profile: str, jobs_list: list[int], toc: Path | None = None) -> dict:
     """Cold builds for each ``jobs`` value, then a warm rebuild of the last one."""
     cold = []
     warm = None
     with tempfile.TemporaryDirectory(prefix="v1nb-bench-book-snapshot-") as snap:
         # one snapshot of the book for every build: the repository may change while this runs
         snapshot = Path(snap)
-        copy_book(REPO, snapshot)
+        copy_book(REPO, snapshot, toc)
         # and of the package: its code fingerprint keys the run cache, and others may edit it meanwhile
         package = snapshot / "package"
         shutil.copytree(REPO / "v1nb", package / "v1nb", ignore=shutil.ignore_patterns("__pycache__"))
@@ -115,6 +142,7 @@ def bench_book(profile: str, jobs_list: list[int]) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "profile": profile,
+        "toc": str(toc) if toc is not None else None,
         "chapters": chapters,
         "cold": cold,
         "cold_ratio_to_jobs_1": {str(c["jobs"]): round(c["wall_time_s"] / base, 3) for c in cold} if base else None,
@@ -128,14 +156,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=("quick", "default"), default="default")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="cold builds to time (default: 1 2)")
+    parser.add_argument("--before", type=Path, help="an earlier source tree to time first (with its own toc)")
+    parser.add_argument("--toc", type=Path, help="table of contents for this tree's builds")
     args = parser.parse_args()
     if any(j < 1 for j in args.jobs):
         parser.error("--jobs values must be at least 1")
-    result = bench_book(args.profile, args.jobs)
+    if args.before is not None and not (args.before / "v1nb" / "__init__.py").is_file():
+        parser.error(f"--before {args.before}: no v1nb package there")
+    for name, path in (("--toc", args.toc), ("--before", args.before and args.before / "_toc.yml")):
+        if path is not None and not path.is_file():
+            parser.error(f"{name}: {path} is not a file (expected a _toc.yml)")
+    toc = args.toc.resolve() if args.toc is not None else None
+    before = bench_before(args.before, args.profile) if args.before is not None else None
+    result = bench_book(args.profile, args.jobs, toc)
+    if before is not None:
+        result["before"] = before
+        result["cold_ratio_to_before"] = {str(c["jobs"]): round(c["wall_time_s"] / before["wall_time_s"], 3)
+                                          for c in result["cold"]}
     print(json.dumps(result, indent=2))
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     profiles = previous.get("profiles", {})
-    profiles[args.profile] = result
+    profiles[args.profile + ("_vs_before" if before is not None else "")] = result
     write_json(RESULTS, provenance(benchmark="book", profiles=profiles))
     print(f"saved {RESULTS}")
 
