@@ -71,7 +71,7 @@ def copy_book(source: Path, root: Path, toc: Path | None = None) -> None:
 
 def build(root: Path, profile: str, jobs: int | None, package: Path, cli: str = "v1nb.book.cli") -> dict:
     """Run ``v1nb book`` in ``root`` with the ``v1nb`` package copied to ``package``; return its
-    wall time and the chapters' times from run.json. ``jobs=None``: a tree whose command line has
+    wall time, the chapters' times from run.json and their scalar results.json values. ``jobs=None``: a tree whose command line has
     no ``--jobs`` (``cli`` names its module)."""
     env = {**os.environ, "V1NB_CACHE": str(root / "model-cache"),
            # the snapshot's package shadows the editable install, in v1nb and in every kernel
@@ -84,10 +84,13 @@ def build(root: Path, profile: str, jobs: int | None, package: Path, cli: str = 
     command = [sys.executable, "-m", cli, "book", "--profile", profile, "--root", str(root)]
     subprocess.run(command + ([] if jobs is None else ["--jobs", str(jobs)]), check=True, env=env)
     total = time.perf_counter() - start
-    chapters = {}
+    chapters, values = {}, {}
     for record in sorted((root / "runs").glob("*/*/run.json")):
         run = json.loads(record.read_text())
         chapters[run["chapter"]] = run["wall_time_s"]
+        # the numbers the chapter recorded, so that a change's "same numbers" is checked on the same builds
+        results = json.loads((record.parent / "results.json").read_text()).get("values", {})
+        values[run["chapter"]] = {k: v for k, v in results.items() if isinstance(v, (int, float, str, bool))}
     return {
         "jobs": jobs,
         "wall_time_s": round(total, 1),
@@ -96,6 +99,7 @@ def build(root: Path, profile: str, jobs: int | None, package: Path, cli: str = 
         "render_and_overhead_s": round(total - sum(chapters.values()), 1) if jobs == 1 else None,
         "loadavg_before": load_before,
         "loadavg_after": machine()["loadavg"],
+        "values": values,
     }
 
 
