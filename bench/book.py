@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -43,23 +42,11 @@ import time
 from pathlib import Path
 
 from v1nb.io import write_json
+from v1nb.machine import machine
 from v1nb.provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "book.json"
-
-
-def machine() -> dict:
-    """CPU model, cores and the 1/5/15-minute load average now."""
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def copy_book(source: Path, root: Path, toc: Path | None = None) -> None:

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from throughput import cpu_model  # bench/throughput.py, same folder
 from v1nb.cluster import make_clusterer, metrics
 from v1nb.io import write_json
+from v1nb.machine import cpu_model
 from v1nb.provenance import provenance
 
 SEEDS = range(5)

@@ -20,26 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from v1nb.machine import machine
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
 
 
 def one_step(n: int, stage: str, batch: int, steps: int, chunk: int, neighbours: int) -> dict:

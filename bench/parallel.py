@@ -22,6 +22,7 @@ from pathlib import Path
 
 from v1nb.data import twin
 from v1nb.io import write_json
+from v1nb.machine import cpu_model
 from v1nb.models import fit_many, fit_seeds
 
 RESULTS = Path(__file__).parent / "results"
@@ -32,7 +33,6 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per fit (fixed: early stopping off)")
     args = parser.parse_args()
-    from throughput import cpu_model  # same folder
 
     ds = twin(args.profile, seed=0)
     settings = {"max_epochs": args.epochs, "early_stopping": False}

@@ -24,19 +24,11 @@ from v1nb.book.chapters import find_chapter
 from v1nb.book.executor import Task, default_jobs, execute_locally
 from v1nb.book.sweep import plan_sweep, run_sweep
 from v1nb.io import write_json
+from v1nb.machine import machine
 from v1nb.provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "sweep.json"
-
-
-def machine() -> dict:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {"cpu_model": model, "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def copy_book(root: Path) -> None:

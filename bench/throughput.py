@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from v1nb.machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -49,16 +50,6 @@ h = model.history_
 print(json.dumps({"images_per_second": h["images_per_second"], "images_per_cpu_second": h["images_per_cpu_second"],
                   "train_seconds": h["train_seconds"], "package": v1nb.__file__}))
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def measure(tree: Path, settings: dict, threads: int, epochs: int) -> dict:

@@ -222,21 +222,20 @@ def test_bad_requests_raise_clearly():
 
 
 def test_parallel_fine_tunes_are_loaded_from_the_cache_without_workers(tmp_path, monkeypatch):
-    from v1nb.models import dec as dec_module
+    from v1nb.models import parallel
     from v1nb.models.dec import finetune_dec_many
 
     ds = toy_dataset(n_neurons=12)
     parent = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
     jobs = [dec_job(parent, 2, beta=b, epochs=1) for b in (0.1, 1.0)]
-    assert not any(dec_module._is_cached(ds, j, tmp_path) for j in jobs)
     first = finetune_dec_many(ds, jobs, n_jobs=1, cache_dir=tmp_path)
-    assert all(dec_module._is_cached(ds, j, tmp_path) for j in jobs)
+    assert not any(m.history_["cached"] for m in first)
 
     def no_workers(*args, **kwargs):
-        raise AssertionError("fit_many called although every fine-tune is cached")
+        raise AssertionError("worker processes started although every fine-tune is cached")
 
-    monkeypatch.setattr("v1nb.models.parallel.fit_many", no_workers)
-    again = finetune_dec_many(ds, jobs, cache_dir=tmp_path)
+    monkeypatch.setattr(parallel, "_fit_in_workers", no_workers)
+    again = finetune_dec_many(ds, jobs, n_jobs=2, cache_dir=tmp_path)
     assert all(m.history_["cached"] for m in again)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.labels_, b.labels_)

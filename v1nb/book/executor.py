@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from v1nb.machine import available_cores
+
 #: Variables Dask's nanny overrides in its workers (``distributed.nanny.pre-spawn-environ``) and
 #: that decide how many threads a kernel's numerical libraries use.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -43,11 +45,8 @@ CLUSTERS = ("local", "slurm")
 
 
 def default_jobs() -> int:
-    """The number of cores this process may use (its CPU affinity, else ``os.cpu_count()``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """Chapters to run at once by default: the cores this process may use."""
+    return available_cores()
 
 
 def submitter_environment() -> dict[str, str | None]:

@@ -31,6 +31,17 @@ class SpectralDiscretizerMixin(ClusterMixin, BaseEstimator):
         warn_duplicates(X, n_neighbors, n_clusters=c)
         return c
 
+    def _fit_one_cluster(self, n: int) -> None:
+        """The fitted state for ``n_clusters=1``: every point in cluster 0, a constant embedding.
+
+        No graph is built: one cluster needs no eigenvectors, and the graph of a tiny or
+        degenerate input (which is where one cluster is asked for) may not exist.
+        """
+        self.labels_ = np.zeros(n, dtype=np.intp)
+        self.embedding_ = np.full((n, 1), 1.0 / np.sqrt(n))
+        self.eigenvalues_ = np.zeros(1)
+        self.n_components_graph_ = 1
+
     def _discretize_fit(self, F: np.ndarray, random_state) -> np.ndarray:
         """Discretise the training embedding; store what :meth:`_discretize_new` needs."""
         c = F.shape[1]

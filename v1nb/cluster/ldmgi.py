@@ -134,10 +134,7 @@ class LDMGI(SpectralDiscretizerMixin):
         rng = check_random_state(self.random_state)
         n = X.shape[0]
         if c == 1:
-            self.labels_ = np.zeros(n, dtype=np.intp)
-            self.embedding_ = np.full((n, 1), 1.0 / np.sqrt(n))
-            self.eigenvalues_ = np.zeros(1)
-            self.n_components_graph_ = 1
+            self._fit_one_cluster(n)
             return self
         _, idx = knn_indices(X, self.n_neighbors - 1)
         cliques = np.hstack([np.arange(n)[:, None], idx])

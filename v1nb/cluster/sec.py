@@ -144,10 +144,7 @@ class SEC(SpectralDiscretizerMixin):
         scale = max(float((Xc ** 2).sum()) / d, np.finfo(float).tiny)
         gamma_abs = self.gamma * scale
         if c == 1:
-            self.labels_ = np.zeros(n, dtype=np.intp)
-            self.embedding_ = np.full((n, 1), 1.0 / np.sqrt(n))
-            self.eigenvalues_ = np.zeros(1)
-            self.n_components_graph_ = 1
+            self._fit_one_cluster(n)
         else:
             G = knn_graph(X, self.n_neighbors, mode=self.graph)
             self.n_components_graph_ = check_connectivity(G, c, self.on_disconnected)

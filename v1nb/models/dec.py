@@ -442,41 +442,11 @@ def finetune_dec_many(ds, jobs: Sequence[dict[str, Any]], n_jobs: int | None = N
     list of ResponseModel
         With ``labels_`` etc. as :func:`finetune_dec`, in the order of ``jobs``.
     """
-    from v1nb.models.fit import fit
     from v1nb.models.parallel import fit_many
 
-    # fit_many starts worker processes even when every entry is cached (each then loads its parent and the
-    # data: a minute on a loaded 2-core machine); cached fine-tunes are loaded here instead, in milliseconds
-    cached = [_is_cached(ds, job, cache_dir) for job in jobs]
-    todo = [job for job, hit in zip(jobs, cached) if not hit]
-    fitted = iter(fit_many(ds, todo, n_jobs=n_jobs, cache_dir=cache_dir) if todo else [])
-    models = [fit(ds, cache_dir=cache_dir, **job) if hit else next(fitted) for job, hit in zip(jobs, cached)]
+    # fit_many loads cached fine-tunes in this process and starts workers only for the others
+    models = fit_many(ds, jobs, n_jobs=n_jobs, cache_dir=cache_dir)
     return [attach_labels(m, job["parent"], _dec_term(job["terms"])) for m, job in zip(models, jobs)]
-
-
-def _is_cached(ds, job: dict[str, Any], cache_dir: str | os.PathLike | None) -> bool:
-    """Whether :func:`v1nb.models.fit` would load ``job`` from the cache (the same key and file name as fit)."""
-    from pathlib import Path
-
-    from v1nb.models import cache as _cache
-    from v1nb.models.training import resolve_device
-
-    settings = {k: v for k, v in job.items() if k not in ("core", "readout", "seed", "interaction", "head", "parent",
-                                                          "terms")}
-    model = ResponseModel(job["core"], job["readout"], job["seed"], interaction=job["interaction"], head=job["head"],
-                          **settings)
-    config = model.validate()
-    parent = job["parent"]
-    key = _cache.cache_key(ds, {"core": job["core"], "readout": job["readout"], "interaction": job["interaction"],
-                                "head": job["head"]}, job["seed"], config.non_default(),
-                           resolve_device(config.device).type, terms=[t.spec() for t in job["terms"]],
-                           parent=getattr(parent, "cache_key_", ""))
-    if not getattr(parent, "cache_key_", ""):
-        return False
-    name = "-".join(p for p in (job["core"], job["readout"], job["interaction"] if job["interaction"] != "none" else "",
-                                job["head"]) if p)
-    folder = Path(cache_dir) if cache_dir is not None else _cache.cache_dir()
-    return (folder / f"{name}-{key[:32]}.pt").exists()
 
 
 def dec_history(model: ResponseModel):

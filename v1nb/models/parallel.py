@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from v1nb.machine import available_cores
 from v1nb.models.model import ResponseModel
 
 _WORKER_DATA: xr.Dataset | None = None
@@ -96,10 +97,7 @@ def _for_worker(job: dict[str, Any], cache_dir: str | os.PathLike | None) -> dic
 
 def default_jobs() -> int:
     """Worker processes to use: the CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | None = None,
