@@ -1,0 +1,95 @@
+"""Benchmark: wall time of a book part's chapters run one after another, cold, then re-run with cached models.
+
+Issues 12 and 13 set time targets per part: Part IV's six chapters and Part V's four, cold on 2 cores
+(each ``≤ 15 minutes beyond the models they share with Part III`` on the default twin, ``≤ 3 minutes
+for all`` on the quick profile), and a re-run of one chapter with its models cached ``≤ 2 minutes``.
+
+Each chapter runs with :func:`v1nb.book.runner.run_chapter` in this process's working copy of the
+book, into a temporary run folder, against a fresh model cache (``$V1NB_CACHE`` in a temporary
+folder), in the order given: the first chapter that needs a model fits it, the later ones load it,
+as in a book build. ``--shared-first CHAPTER`` runs that chapter first without counting it (e.g.
+``models`` for "beyond the models they share with Part III"). Then every chapter runs once more
+(new run folders, same model cache): the warm re-run. Times are wall-clock seconds; the CPU model,
+core count and load average are recorded beside them (a loaded machine makes them upper bounds).
+
+Usage::
+
+    python bench/chapters.py --part embeddings [--profile quick|default] [--shared-first models]
+    python bench/chapters.py --chapters attention who_gains --profile quick
+
+Writes ``bench/results/chapters_<part or "custom">_<profile>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from v1nb.book.build import chapter_overrides
+from v1nb.book.chapters import book_chapters
+from v1nb.book.runner import run_chapter
+from v1nb.io import write_json
+from v1nb.machine import machine
+from v1nb.provenance import provenance
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def run_all(names: list[str], profile: str, out: Path, tag: str) -> dict[str, float]:
+    """Run the chapters in order into ``out/<tag>/<chapter>``; their wall times."""
+    chapters = {c.name: c for c in book_chapters(REPO)}
+    times = {}
+    for name in names:
+        chapter = chapters[name]
+        start = time.perf_counter()
+        run_chapter(chapter, chapter_overrides(chapter, profile, {}), out / tag / name, root=REPO, reuse=False)
+        times[name] = round(time.perf_counter() - start, 1)
+        print(f"{tag:>6} {name:<24} {times[name]:8.1f} s", flush=True)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--part", help="a folder under book/ (embeddings, interactions, population ...)")
+    group.add_argument("--chapters", nargs="+", help="chapter names, run in this order")
+    parser.add_argument("--profile", choices=("quick", "default"), default="quick")
+    parser.add_argument("--shared-first", nargs="*", default=[], metavar="CHAPTER",
+                        help="chapters run first and not counted (their models are then cached)")
+    args = parser.parse_args()
+    known = {c.name: c for c in book_chapters(REPO)}
+    if args.part is not None:
+        names = [c.name for c in known.values() if c.path.parent.name == args.part]
+        if not names:
+            parser.error(f"--part {args.part}: no chapter of _toc.yml lives in book/{args.part}/")
+    else:
+        names = args.chapters
+    unknown = [n for n in [*names, *args.shared_first] if n not in known]
+    if unknown:
+        parser.error(f"unknown chapter(s) {', '.join(unknown)}; the book has {', '.join(known)}")
+    with tempfile.TemporaryDirectory(prefix="v1nb-bench-chapters-") as tmp:
+        tmp = Path(tmp)
+        os.environ["V1NB_CACHE"] = str(tmp / "model-cache")  # read by every kernel the runner starts
+        before = machine()
+        shared = run_all(args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
+        cold = run_all(names, args.profile, tmp, "cold")
+        warm = run_all(names, args.profile, tmp, "warm")
+    result = {
+        "profile": args.profile, "chapters": names, "shared_first_s": shared,
+        "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
+        "warm_s": warm, "warm_max_s": max(warm.values()),
+        "machine_before": before, "machine_after": machine(),
+    }
+    print(json.dumps(result, indent=2))
+    path = RESULTS / f"chapters_{args.part or 'custom'}_{args.profile}.json"
+    write_json(path, provenance(benchmark="chapters", **result))
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
