@@ -259,3 +259,23 @@ def test_ground_truth_matches_the_twin_population():
     truth, pop = ground_truth(ds), population_of(ds)
     np.testing.assert_allclose(truth["pool"].toarray(), pop.pool.toarray(), atol=1e-12)
     np.testing.assert_allclose(truth["coupling"].toarray(), pop.coupling.toarray(), atol=1e-12)
+
+
+def test_several_datasets_fit_together_as_each_would_alone(tmp_path, monkeypatch):
+    """fit_interaction_models_on: one pool for all baselines, one for all fine-tunes, same cache entries."""
+    from test_models import FAST, toy_dataset
+
+    from v1nb.analysis.interactions import fit_interaction_models, fit_interaction_models_on
+
+    monkeypatch.setenv("V1NB_CACHE", str(tmp_path))
+    a, b = toy_dataset(seed=0), toy_dataset(seed=1)
+    both = fit_interaction_models_on({"a": (a, ("temporal", "none")), "b": (b, ("temporal",))}, [0, 1], FAST,
+                                     max_epochs=1, n_jobs=1)
+    assert set(both) == {"a", "b"} and set(both["a"][1]) == {"temporal", "none"} and set(both["b"][1]) == {"temporal"}
+    assert [m.random_state for m in both["b"][1]["temporal"]] == [0, 1]
+    assert both["a"][1]["temporal"][0].cache_key_ != both["b"][1]["temporal"][0].cache_key_  # each on its own data
+    base, stages = fit_interaction_models(b, [0, 1], FAST, stages=("temporal",), max_epochs=1, n_jobs=1)
+    for alone, together in zip([*base, *stages["temporal"]], [*both["b"][0], *both["b"][1]["temporal"]]):
+        assert alone.history_["cached"] and alone.cache_key_ == together.cache_key_
+    with pytest.raises(ValueError, match="seeds"):
+        fit_interaction_models_on({"a": (a, ("temporal",))}, [0, 0], FAST)

@@ -456,7 +456,7 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
                            stages: Sequence[str] = STAGES, lr: float = FINETUNE["lr"],
                            max_epochs: int = FINETUNE["max_epochs"], n_jobs: int | None = None,
                            **stage_settings: Any) -> tuple[list[Any], dict[str, list[Any]]]:
-    """Baselines (``fit_seeds``, shared with the other chapters) and each stage fine-tuned from them.
+    """Baselines (shared with the other chapters) and each stage fine-tuned from them, on one twin.
 
     Parameters
     ----------
@@ -478,21 +478,59 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
     baselines : list of ResponseModel (one per seed)
     stage_models : dict stage → list of ResponseModel (same seeds)
     """
-    from v1nb.models import fit_many, fit_seeds
+    return fit_interaction_models_on({"twin": (ds, stages)}, seeds, training, lr=lr, max_epochs=max_epochs,
+                                     n_jobs=n_jobs, **stage_settings)["twin"]
+
+
+def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str]]], seeds: Sequence[int],
+                              training: Mapping[str, Any], lr: float = FINETUNE["lr"],
+                              max_epochs: int = FINETUNE["max_epochs"], n_jobs: int | None = None,
+                              **stage_settings: Any) -> dict[str, tuple[list[Any], dict[str, list[Any]]]]:
+    """:func:`fit_interaction_models` on several datasets at once (e.g. the interacting and the control twin).
+
+    All baselines are fitted in one :func:`v1nb.models.fit_many` call and all fine-tunes in a second
+    one (the fine-tunes' parents must be in the cache first): two starts of the worker pool instead
+    of two per dataset, and the workers stay busy across datasets.
+
+    Parameters
+    ----------
+    twins : dict name → (dataset, stages)
+    seeds, training, lr, max_epochs, n_jobs, **stage_settings
+        As :func:`fit_interaction_models`.
+
+    Returns
+    -------
+    dict name → (baselines, stage_models), as :func:`fit_interaction_models` returns for each.
+    """
+    from v1nb.models import fit_many
     from v1nb.models.registry import INTERACTIONS, load_components
 
     load_components()
-    baselines = fit_seeds(ds, "cnn", "gaussian", list(seeds), n_jobs=n_jobs, **training)
-    jobs = []
-    for stage in stages:  # "none": the same fine-tune without a stage (what extra training alone gives)
-        declared = INTERACTIONS[stage].extra_settings if stage != "none" else {}
-        extra = {k: v for k, v in stage_settings.items() if k in declared}
-        for base in baselines:
-            jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
-                         "parent": base, **training, "lr": lr, "max_epochs": max_epochs, **extra})
-    models = fit_many(ds, jobs, n_jobs=n_jobs) if jobs else []
-    out = {stage: models[k * len(baselines):(k + 1) * len(baselines)] for k, stage in enumerate(stages)}
-    return baselines, out
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds} must be distinct and not empty")
+    names = list(twins)
+    base_jobs = [{"core": "cnn", "readout": "gaussian", "seed": s, "dataset": twins[name][0], **training}
+                 for name in names for s in seeds]
+    fitted = iter(fit_many(twins[names[0]][0], base_jobs, n_jobs=n_jobs))
+    baselines = {name: [next(fitted) for _ in seeds] for name in names}
+    jobs, where = [], []
+    for name in names:
+        data, stages = twins[name]
+        for stage in stages:  # "none": the same fine-tune without a stage (what extra training alone gives)
+            declared = INTERACTIONS[stage].extra_settings if stage != "none" else {}
+            extra = {k: v for k, v in stage_settings.items() if k in declared}
+            for base in baselines[name]:
+                jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
+                             "parent": base, "dataset": data, **training, "lr": lr, "max_epochs": max_epochs,
+                             **extra})
+                where.append((name, stage))
+    models = fit_many(twins[names[0]][0], jobs, n_jobs=n_jobs) if jobs else []
+    out: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {
+        name: (baselines[name], {stage: [] for stage in twins[name][1]}) for name in names}
+    for (name, stage), model in zip(where, models):
+        out[name][1][stage].append(model)
+    return out
 
 
 def training_costs(baselines: Sequence[Any], stages: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
