@@ -9,7 +9,7 @@ book, into a temporary run folder, against a fresh model cache (``$V1NB_CACHE`` 
 folder), in the order given: the first chapter that needs a model fits it, the later ones load it,
 as in a book build. ``--shared-first CHAPTER`` runs that chapter first without counting it (e.g.
 ``models`` for "beyond the models they share with Part III"). Then every chapter runs once more
-(new run folders, same model cache): the warm re-run. Times are wall-clock seconds; the CPU model,
+(new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
 core count and load average are recorded beside them (a loaded machine makes them upper bounds).
 
 Usage::
@@ -59,6 +59,7 @@ def main() -> None:
     group.add_argument("--part", help="a folder under book/ (embeddings, interactions, population ...)")
     group.add_argument("--chapters", nargs="+", help="chapter names, run in this order")
     parser.add_argument("--profile", choices=("quick", "default"), default="quick")
+    parser.add_argument("--no-warm", action="store_true", help="skip the re-run with the models cached")
     parser.add_argument("--shared-first", nargs="*", default=[], metavar="CHAPTER",
                         help="chapters run first and not counted (their models are then cached)")
     args = parser.parse_args()
@@ -78,11 +79,11 @@ def main() -> None:
         before = machine()
         shared = run_all(args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
         cold = run_all(names, args.profile, tmp, "cold")
-        warm = run_all(names, args.profile, tmp, "warm")
+        warm = {} if args.no_warm else run_all(names, args.profile, tmp, "warm")
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
         "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
-        "warm_s": warm, "warm_max_s": max(warm.values()),
+        "warm_s": warm, "warm_max_s": max(warm.values(), default=None),
         "machine_before": before, "machine_after": machine(),
     }
     print(json.dumps(result, indent=2))
