@@ -69,7 +69,10 @@ def build(root: Path, profile: str, jobs: int | None, package: Path, cli: str = 
     load_before = machine()["loadavg"]
     start = time.perf_counter()
     command = [sys.executable, "-m", cli, "book", "--profile", profile, "--root", str(root)]
-    subprocess.run(command + ([] if jobs is None else ["--jobs", str(jobs)]), check=True, env=env)
+    # cwd=root: ``python -m`` puts the working directory first on sys.path, and run from the repository
+    # it would import the repository's live v1nb instead of the snapshot (so the builds would time
+    # whatever the tree holds at that moment, and the warm rebuild would miss when it changed)
+    subprocess.run(command + ([] if jobs is None else ["--jobs", str(jobs)]), check=True, env=env, cwd=root)
     total = time.perf_counter() - start
     chapters, values = {}, {}
     for record in sorted((root / "runs").glob("*/*/run.json")):
