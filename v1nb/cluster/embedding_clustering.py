@@ -372,12 +372,9 @@ def orientation_concentration(labels: np.ndarray, orientation: np.ndarray) -> fl
     return total / weight if weight else np.nan
 
 
-#: model seeds the quick budget keeps (the quick profile of the book must stay within minutes)
-QUICK_SEEDS = 2
-
-
 def chapter_seeds(seeds: str | int, budget: str) -> list[int]:
-    """The ``seeds`` parameter parsed (:func:`parse_ints`), cut to the first :data:`QUICK_SEEDS` under
-    the resolved ``"quick"`` budget."""
-    out = parse_ints(seeds, "seeds")
-    return out[:QUICK_SEEDS] if budget == "quick" else out
+    """The ``seeds`` parameter parsed (:func:`parse_ints`), cut to the budget's
+    (:func:`v1nb.models.budgets.budget_seeds`: the first two under the resolved ``"quick"`` budget)."""
+    from v1nb.models.budgets import budget_seeds
+
+    return budget_seeds(parse_ints(seeds, "seeds"), budget)

@@ -8,7 +8,7 @@ which on the small twin (``twin:quick``, ~300 training images) reaches a usable 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 BUDGETS: dict[str, dict[str, Any]] = {"quick": {"batch_size": 16}, "standard": {}, "full": {}}
 
@@ -31,3 +31,15 @@ def resolve_budget(budget: str, data: str) -> str:
 def budget_settings(budget: str, data: str = "") -> dict[str, Any]:
     """Model settings of a budget (after :func:`resolve_budget`)."""
     return dict(BUDGETS[resolve_budget(budget, data)])
+
+
+#: model seeds the quick budget keeps (the quick profile of the book must stay within minutes)
+QUICK_SEEDS = 2
+
+
+def budget_seeds(seeds: Sequence[int], budget: str) -> list[int]:
+    """The model seeds a chapter fits under a (resolved) budget: all of them, or under ``"quick"``
+    the first :data:`QUICK_SEEDS` (still two, so that seed-to-seed spread and cross-seed
+    consistency are defined)."""
+    seeds = [int(s) for s in seeds]
+    return seeds[:QUICK_SEEDS] if budget == "quick" else seeds
