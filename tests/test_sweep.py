@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import nbformat
@@ -111,3 +114,73 @@ def test_a_finished_sweep_starts_no_cluster(chapter: Chapter, book: Path, tmp_pa
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and "0 executed, 1 from cache" in again.output, again.output
     assert json.loads((tmp_path / "s" / "failures.json").read_text()) == []
+
+
+FAKE_SBATCH = """#!/bin/bash
+# sbatch stand-in: keep the job script (dask-jobqueue deletes it after submitting), run it in the
+# background as its own process group, answer like SLURM does
+set -e
+id=$$  # unique while the job runs (jobs are submitted concurrently)
+cp "$1" "$FAKE_SLURM/job-$id.sh"
+setsid bash "$FAKE_SLURM/job-$id.sh" > "$FAKE_SLURM/job-$id.log" 2>&1 < /dev/null &
+echo $! > "$FAKE_SLURM/job-$id.pid"
+echo "Submitted batch job $id"
+"""
+FAKE_SCANCEL = """#!/bin/bash
+# scancel stand-in: stop the job's process group, record that it was cancelled
+for id in "$@"; do
+    kill -TERM -- -"$(cat "$FAKE_SLURM/job-$id.pid")" 2>/dev/null || true
+    touch "$FAKE_SLURM/job-$id.cancelled"
+done
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch):
+    """``sbatch`` / ``scancel`` on PATH that run the job scripts on this machine, and a jobqueue.yaml."""
+    import sys
+
+    import dask.config
+
+    jobs = tmp_path / "slurm-jobs"
+    bin_dir = tmp_path / "slurm-bin"
+    config = tmp_path / "dask-config"
+    for folder in (jobs, bin_dir, config):
+        folder.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", FAKE_SCANCEL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    # the configuration a lab would write in ~/.config/dask/jobqueue.yaml (book/reproducibility.md)
+    (config / "jobqueue.yaml").write_text(
+        "jobqueue:\n  slurm:\n    cores: 1\n    processes: 1\n    memory: 2GB\n    walltime: '00:10:00'\n"
+        f"    python: {sys.executable}\n    local-directory: {tmp_path / 'worker-space'}\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(jobs))
+    # what a new process with the file in ~/.config/dask/ (or $DASK_CONFIG) reads at start-up
+    dask.config.refresh(paths=[*dask.config.paths, str(config)])
+    yield jobs
+    monkeypatch.undo()
+    dask.config.refresh()
+    for pid in jobs.glob("*.pid"):  # a job the sweep failed to cancel must not outlive the test
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_slurm_submits_jobs_from_the_jobqueue_configuration(book: Path, tmp_path: Path, fake_slurm) -> None:
+    out = tmp_path / "sweep"
+    args = ["sweep", "tiny", "--root", str(book), "-p", "n", "2,3", "--cluster", "slurm", "--jobs", "2",
+            "--out", str(out)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output + "".join(p.read_text() for p in fake_slurm.glob("*.log"))
+    assert "2 point(s), 2 executed, 0 from cache, 0 failed" in result.output, result.output
+    scripts = sorted(fake_slurm.glob("job-*.sh"))
+    assert len(scripts) == 2  # one SLURM job per worker
+    for script in scripts:
+        text = script.read_text()
+        assert "#SBATCH" in text and "--mem=" in text and "-t 00:10:00" in text and "dask_worker" in text
+        assert (fake_slurm / (script.stem + ".cancelled")).exists()  # the sweep gave its jobs back
+    table = pd.read_csv(out / "table.csv")
+    assert sorted(table["n"]) == [2, 3]
+    for row in table.itertuples(index=False):
+        assert row.mean == pytest.approx(expected_mean(0, row.n, 1.0))
