@@ -40,9 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
-def run_all(names: list[str], profile: str, out: Path, tag: str) -> dict[str, float]:
-    """Run the chapters in order into ``out/<tag>/<chapter>``; their wall times."""
-    chapters = {c.name: c for c in book_chapters(REPO)}
+def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str) -> dict[str, float]:
+    """Run the named chapters (of ``chapters``, name → Chapter) in order into ``out/<tag>/<chapter>``; their wall times."""
     times = {}
     for name in names:
         chapter = chapters[name]
@@ -77,9 +76,9 @@ def main() -> None:
         tmp = Path(tmp)
         os.environ["V1NB_CACHE"] = str(tmp / "model-cache")  # read by every kernel the runner starts
         before = machine()
-        shared = run_all(args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
-        cold = run_all(names, args.profile, tmp, "cold")
-        warm = {} if args.no_warm else run_all(names, args.profile, tmp, "warm")
+        shared = run_all(known, args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
+        cold = run_all(known, names, args.profile, tmp, "cold")
+        warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
         "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),

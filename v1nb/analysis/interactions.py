@@ -510,22 +510,25 @@ def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds} must be distinct and not empty")
     names = list(twins)
-    base_jobs = [{"core": "cnn", "readout": "gaussian", "seed": s, "dataset": twins[name][0], **training}
+    first = twins[names[0]][0]
+    # fit_many sends `first` to every worker once; only the other datasets travel with their jobs
+    own = {name: {} if name == names[0] else {"dataset": twins[name][0]} for name in names}
+    base_jobs = [{"core": "cnn", "readout": "gaussian", "seed": s, **own[name], **training}
                  for name in names for s in seeds]
-    fitted = iter(fit_many(twins[names[0]][0], base_jobs, n_jobs=n_jobs))
+    fitted = iter(fit_many(first, base_jobs, n_jobs=n_jobs))
     baselines = {name: [next(fitted) for _ in seeds] for name in names}
     jobs, where = [], []
     for name in names:
-        data, stages = twins[name]
+        stages = twins[name][1]
         for stage in stages:  # "none": the same fine-tune without a stage (what extra training alone gives)
             declared = INTERACTIONS[stage].extra_settings if stage != "none" else {}
             extra = {k: v for k, v in stage_settings.items() if k in declared}
             for base in baselines[name]:
                 jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
-                             "parent": base, "dataset": data, **training, "lr": lr, "max_epochs": max_epochs,
+                             "parent": base, **own[name], **training, "lr": lr, "max_epochs": max_epochs,
                              **extra})
                 where.append((name, stage))
-    models = fit_many(twins[names[0]][0], jobs, n_jobs=n_jobs) if jobs else []
+    models = fit_many(first, jobs, n_jobs=n_jobs) if jobs else []
     out: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {
         name: (baselines[name], {stage: [] for stage in twins[name][1]}) for name in names}
     for (name, stage), model in zip(where, models):
