@@ -6,7 +6,9 @@ references.bib and back-matter pages, so these tests also check that configurati
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,34 @@ def test_the_longest_chapter_is_submitted_first(book: Path) -> None:
     assert expected_seconds(book, "tiny") == 7.5
     assert expected_seconds(book, "never_ran") == 0.0
     assert "models" in LONGEST_FIRST and expected_seconds(book, "models") == float("inf")
+
+
+def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkeypatch) -> None:
+    from v1nb.book import executor
+    from v1nb.book.executor import BACKGROUND_NICENESS, Outcome, run_chapters
+    from v1nb.io import write_json
+
+    chapters = _two_chapter_book(book)
+    write_json(book / "runs" / "tiny2" / "old" / "run.json", {"wall_time_s": 50.0})  # tiny2 took longer before
+    seen = []
+
+    def record(tasks, client, **kwargs):
+        seen.extend(tasks)
+        return [Outcome(False, ename="Stop", evalue="recorded", message="recorded") for _ in tasks]
+
+    monkeypatch.setattr(executor, "execute", record)
+    monkeypatch.setattr(executor, "dask_client", lambda jobs: contextlib.nullcontext(None))
+    with pytest.raises(Exception, match="recorded"):
+        run_chapters(book, chapters, [{}, {}], jobs=2, progress=False)
+    assert [(t.name, t.niceness) for t in seen] == [("tiny2", 0), ("tiny", BACKGROUND_NICENESS)]
+
+
+def test_lower_priority_only_ever_raises_the_niceness() -> None:
+    import subprocess
+    import sys
+
+    code = ("import os; from v1nb.book.executor import lower_priority; lower_priority(5); lower_priority(2); "
+            "a = os.getpriority(os.PRIO_PROCESS, 0); lower_priority(40); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert [int(x) for x in out] == [max(5, base), 19]

@@ -33,3 +33,18 @@ def test_parallel_defaults_use_the_available_cores(monkeypatch, default):
 def test_machine_names_the_cpu_and_the_load():
     info = machine.machine()
     assert info["cpu_model"] and info["cpus"] >= 1 and len(info["loadavg"]) == 3
+
+
+def test_v1nb_cores_lowers_the_available_cores_but_never_raises_them(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("V1NB_CORES", "2")
+    assert machine.available_cores() == 2
+    monkeypatch.setenv("V1NB_CORES", "16")
+    assert machine.available_cores() == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_v1nb_cores_must_be_a_positive_integer(monkeypatch, value):
+    monkeypatch.setenv("V1NB_CORES", value)
+    with pytest.raises(ValueError, match=f"V1NB_CORES={value!r}"):
+        machine.available_cores()

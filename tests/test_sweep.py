@@ -116,6 +116,32 @@ def test_a_finished_sweep_starts_no_cluster(chapter: Chapter, book: Path, tmp_pa
     assert json.loads((tmp_path / "s" / "failures.json").read_text()) == []
 
 
+def test_points_running_at_once_share_the_cores(chapter: Chapter, book: Path, tmp_path: Path, monkeypatch) -> None:
+    from v1nb.book import sweep
+    from v1nb.book.executor import Outcome, submitter_environment
+
+    seen = {}
+
+    def record(tasks, client, **kwargs):
+        seen.update(kwargs, n=len(tasks))
+        return [Outcome(False, ename="Stop", evalue="recorded", message="recorded") for _ in tasks]
+
+    monkeypatch.setattr(sweep, "execute", record)
+    monkeypatch.setattr(sweep, "dask_client", lambda *a: contextlib.nullcontext(None))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    sweep.run_sweep(chapter, {"n": ["2", "3"]}, root=book, jobs=2, out=tmp_path / "s", progress=False)
+    assert seen["n"] == 2 and seen["threads"] == 2  # 4 cores, 2 points at once
+    sweep.run_sweep(chapter, {"n": ["2", "3"]}, root=book, jobs=2, out=tmp_path / "s", progress=False,
+                    scheduler="tcp://elsewhere:8786")
+    assert seen["threads"] is None  # another cluster's machines: the submitter's settings
+
+    env = submitter_environment(threads=1)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["V1NB_CORES"] == "1"
+    with pytest.raises(ValueError, match="threads=0"):
+        submitter_environment(threads=0)
+
+
 FAKE_SBATCH = """#!/bin/bash
 # sbatch stand-in: keep the job script (dask-jobqueue deletes it after submitting), run it in the
 # background as its own process group, answer like SLURM does

@@ -13,16 +13,33 @@ from pathlib import Path
 from typing import Any
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``), at least 1.
+#: Environment variable that caps the cores a run may use, below its affinity mask: a sweep running
+#: several chapter runs at once on one machine gives each its share (``v1nb.book.sweep``).
+CORES_VARIABLE = "V1NB_CORES"
 
-    The affinity mask, not ``os.cpu_count()``: under ``taskset``, a container or a SLURM allocation
-    the process may use fewer cores than the machine has.
+
+def available_cores() -> int:
+    """The CPU cores this process may use, at least 1.
+
+    Its affinity mask (``os.sched_getaffinity``, else ``os.cpu_count()``), not ``os.cpu_count()``:
+    under ``taskset``, a container or a SLURM allocation the process may use fewer cores than the
+    machine has. ``V1NB_CORES`` (a positive integer) lowers it further.
+
+    Raises
+    ------
+    ValueError
+        If ``V1NB_CORES`` is set to anything but a positive integer.
     """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    share = os.environ.get(CORES_VARIABLE, "").strip()
+    if share:
+        if not share.isdigit() or int(share) < 1:
+            raise ValueError(f"{CORES_VARIABLE}={share!r}: expected a positive integer (the cores a run may use)")
+        cores = min(cores, int(share))
+    return cores
 
 
 def cpu_model() -> str:

@@ -17,13 +17,21 @@ Where the workers come from
     :class:`dask_jobqueue.SLURMCluster`, configured by the usual jobqueue configuration
     (``~/.config/dask/jobqueue.yaml``, section ``jobqueue: slurm:``), scaled to ``jobs`` workers.
 
-Threads
--------
+Threads and cores
+-----------------
 Dask's nanny sets ``OMP_NUM_THREADS=1`` (and the MKL/OpenBLAS equivalents) in every worker it
-starts. A kernel inheriting that would compute with one thread where ``v1nb run`` uses all cores,
-and numerical results can differ in the last bits with the thread count. Every task therefore
-restores the thread settings of the process that submitted it (:func:`submitter_environment`),
-so a run gives the same numbers whether it ran alone, in a sweep or in a parallel book build.
+starts. Every task restores instead the thread settings of the process that submitted it
+(:func:`submitter_environment`), unless the caller gives it a share of the machine:
+
+* a **sweep** on a local cluster runs ``jobs`` points at once, so each point gets
+  ``cores // jobs`` threads and as many cores for its own worker processes (``V1NB_CORES``, read
+  by :func:`v1nb.machine.available_cores`): points that each used every core would only slow
+  each other down. A point's numbers can then differ in the last digits from a ``v1nb run`` with
+  more threads (the order of floating-point sums), never more.
+* a parallel **book** build keeps every chapter's threads and runs the longest chapter (the
+  critical path) at normal priority and the others *niced* (:data:`BACKGROUND_NICENESS`): they
+  take the cores that chapter leaves idle instead of slowing it, and the numbers are those of
+  ``v1nb run``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 #: v1nb's own environment variables (model cache, real-data folder) travel with every task too.
 V1NB_PREFIX = "V1NB_"
 CLUSTERS = ("local", "slurm")
+#: Niceness of the chapters a parallel book build runs beside its longest one (Linux scheduler
+#: weight 36 against 1,024 at niceness 0: about 3 % of a core while the longest chapter wants it).
+BACKGROUND_NICENESS = 15
 
 
 def default_jobs() -> int:
@@ -49,10 +60,24 @@ def default_jobs() -> int:
     return available_cores()
 
 
-def submitter_environment() -> dict[str, str | None]:
-    """The thread and ``V1NB_*`` variables of this process (``None``: unset), for the workers."""
+def submitter_environment(threads: int | None = None) -> dict[str, str | None]:
+    """The thread and ``V1NB_*`` variables of this process (``None``: unset), for the workers.
+
+    Parameters
+    ----------
+    threads : int, optional
+        A share of the machine per task instead: this many threads for the numerical libraries
+        and as many cores for the task's own worker processes (``V1NB_CORES``).
+    """
+    from v1nb.machine import CORES_VARIABLE
+
     env: dict[str, str | None] = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     env.update({k: v for k, v in os.environ.items() if k.startswith(V1NB_PREFIX)})
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads={threads} must be at least 1")
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+        env[CORES_VARIABLE] = str(threads)
     return env
 
 
@@ -74,6 +99,8 @@ class Task:
         The book root.
     label : str
         How progress and errors name the task (e.g. ``"n=2, scale=1.0"``).
+    niceness : int
+        Run at (at least) this Unix niceness, 0 = normal priority (:data:`BACKGROUND_NICENESS`).
     """
 
     notebook: Path
@@ -82,6 +109,7 @@ class Task:
     folder: Path
     root: Path
     label: str = ""
+    niceness: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +147,8 @@ def run_task(task: Task, env: Mapping[str, str | None] | None = None) -> Outcome
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    if task.niceness:
+        lower_priority(task.niceness)
     try:
         chapter = Chapter.from_notebook(task.notebook, task.name)
         result = run_chapter(chapter, task.parameters, task.folder, root=task.root)
@@ -128,6 +158,17 @@ def run_task(task: Task, env: Mapping[str, str | None] | None = None) -> Outcome
     except Exception as exc:  # a broken notebook, a full disk: reported with the task, not lost
         return Outcome(False, ename=type(exc).__name__, evalue=str(exc), message=f"{type(exc).__name__}: {exc}")
     return Outcome(True, result.folder, result.parameters, result.cached, result.wall_time)
+
+
+def lower_priority(niceness: int) -> None:
+    """Make this process (and the kernels it starts from now on) at least this nice.
+
+    Niceness only ever goes up: lowering it again needs privileges a user does not have, and a
+    worker that ran a background chapter has no task left that needs normal priority.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, min(niceness, 19))
 
 
 @contextlib.contextmanager
@@ -172,15 +213,17 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
         yield client
 
 
-def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: str = "runs") -> list[Outcome]:
+def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: str = "runs",
+            threads: int | None = None) -> list[Outcome]:
     """Run ``tasks`` on ``client``'s cluster (submitted in the given order); outcomes in that order.
 
-    A tqdm bar counts finished tasks on the console.
+    A tqdm bar counts finished tasks on the console. ``threads``: each task's share of the
+    machine (:func:`submitter_environment`); default the submitter's own settings.
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    env = submitter_environment()
+    env = submitter_environment(threads)
     futures = [client.submit(run_task, task, env, pure=False, key=f"v1nb-{task.name}-{i}-{os.getpid()}")
                for i, task in enumerate(tasks)]
     index = {future.key: i for i, future in enumerate(futures)}
@@ -259,7 +302,8 @@ def run_chapters(
         Chapters executing at the same time. Chapters with a complete cached run are reused
         without starting a cluster; the rest are submitted longest first
         (:func:`expected_seconds`), so the longest chapter never waits for a free worker at the
-        end. Independent chapters only: chapters that fit the same model rely on the model
+        end, and every chapter but the longest runs niced (:data:`BACKGROUND_NICENESS`), so that
+        it uses the cores the longest leaves idle rather than slowing it down. Independent chapters only: chapters that fit the same model rely on the model
         cache's lock, which makes the second wait for the first fit and reuse it.
     progress : bool
         A progress bar over chapters.
@@ -297,8 +341,11 @@ def run_chapters(
         return runs
 
     order = sorted(todo, key=lambda i: -expected_seconds(root, chapters[i].name))
-    tasks = [Task(chapters[i].path.resolve(), chapters[i].name, resolved[i], folders[i], root, chapters[i].name)
-             for i in order]
+    # the longest chapter is the build's critical path: it keeps normal priority (and fits with every
+    # core, e.g. the models chapter's fit_many); the rest fill what it leaves idle
+    tasks = [Task(chapters[i].path.resolve(), chapters[i].name, resolved[i], folders[i], root, chapters[i].name,
+                  niceness=0 if rank == 0 else BACKGROUND_NICENESS)
+             for rank, i in enumerate(order)]
     with dask_client(min(jobs, len(tasks))) as client:
         outcomes = execute(tasks, client, progress=progress, desc="chapters")
     failed = []

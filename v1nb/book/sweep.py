@@ -33,6 +33,7 @@ from v1nb.book.chapters import Chapter, ParameterError
 from v1nb.book.executor import Outcome, Task, dask_client, default_jobs, execute
 from v1nb.book.runner import RESULTS, cached_run, default_run_folder, resolve_parameters
 from v1nb.io import atomic_path, write_json
+from v1nb.machine import available_cores
 
 TABLE_CSV = "table.csv"
 TABLE_NC = "table.nc"
@@ -217,8 +218,12 @@ def run_sweep(
             done = execute(tasks, client, progress=progress, desc=f"sweep {chapter.name}")
         else:
             wanted = jobs or (default_jobs() if cluster == "local" else len(tasks))
-            with dask_client(min(wanted, len(tasks)), scheduler, cluster) as own:
-                done = execute(tasks, own, progress=progress, desc=f"sweep {chapter.name}")
+            workers = min(wanted, len(tasks))
+            # on this machine, the points running at once share its cores; on a cluster each
+            # worker has its own machine (or allocation) and keeps the submitter's settings
+            share = max(1, available_cores() // workers) if cluster == "local" and not scheduler else None
+            with dask_client(workers, scheduler, cluster) as own:
+                done = execute(tasks, own, progress=progress, desc=f"sweep {chapter.name}", threads=share)
         for i, outcome in zip(todo, done):
             outcomes[i] = outcome
     result = SweepResult(out, points, [o for o in outcomes if o is not None], len(todo), len(points) - len(todo))

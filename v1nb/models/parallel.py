@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import warnings
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -50,7 +51,7 @@ def entry_path(model: ResponseModel, cache_dir: str | os.PathLike | None = None)
     return matches[0] if matches else None
 
 
-def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str]:
+def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str, list[tuple[type, str]]]:
     from v1nb.models import cache as _cache
     from v1nb.models.fit import fit
 
@@ -59,11 +60,26 @@ def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str
     # a fine-tune's parent travels as its cache entry, not as a pickled network
     data = job.pop("dataset", None)
     data = _WORKER_DATA if data is None else data
-    if parent is not None:
-        job["parent"] = _cache.load(parent[0], data, key=parent[1])
-    model = fit(data, cache_dir=cache_dir, **job)
+    # warnings go back to the caller, where its filters decide what is shown (a worker's stderr
+    # would print them whatever the caller asked, e.g. into a notebook's output)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if parent is not None:
+            job["parent"] = _cache.load(parent[0], data, key=parent[1])
+        model = fit(data, cache_dir=cache_dir, **job)
     path = entry_path(model, cache_dir)
-    return str(path) if path else "", model.cache_key_
+    relayed = [(w.category if _picklable(w.category) else UserWarning, str(w.message)) for w in caught]
+    return str(path) if path else "", model.cache_key_, relayed
+
+
+def _picklable(category: type) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(category)
+    except Exception:  # a warning class defined where the parent cannot import it
+        return False
+    return True
 
 
 _NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "terms", "dataset")
@@ -112,8 +128,10 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
         ``interaction``, ``head``, settings, and for a fine-tune ``parent`` — a model from the
         cache — and ``terms``, which must be picklable), e.g.
         ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``. Every job is validated before any
-        fit starts. A job may carry its own ``dataset`` (e.g. a subsample for a learning curve),
-        sent to its worker with the job.
+        fit starts. A job may carry its own ``dataset`` (e.g. a subsample for a learning curve,
+        or another dataset altogether), sent to its worker with the job. Jobs start in the given
+        order as workers free up: put the longest first, so that it does not start last and
+        leave the other cores idle while it finishes.
     n_jobs : int, optional
         Worker processes (default: the CPU cores). ``1`` fits in this process.
     cache_dir : path, optional
@@ -122,6 +140,9 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
     -------
     list of ResponseModel
         In the order of ``jobs``.
+
+    Warnings a fit raises in a worker are raised again here, in job order, so the caller's
+    warning filters apply to them as they would to a fit in this process.
     """
     import torch
 
@@ -175,8 +196,11 @@ def _fit_in_workers(ds: xr.Dataset, jobs: list[dict[str, Any]], n_jobs: int,
                                 initializer=_init_worker, initargs=(ds,)) as pool:
         futures = [pool.submit(_fit_in_worker, _for_worker(job, cache_dir), folder) for job in jobs]
         results = [f.result() for f in futures]
+    for _, _, relayed in results:
+        for category, message in relayed:
+            warnings.warn(message, category, stacklevel=3)
     models = []
-    for (path, key), job in zip(results, map(dict, jobs)):
+    for (path, key, _), job in zip(results, map(dict, jobs)):
         data = job.pop("dataset", None)
         data = ds if data is None else data
         model = _cache.load_or_none(Path(path), data, key) if path else None
