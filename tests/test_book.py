@@ -196,12 +196,25 @@ def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkey
     assert [(t.name, t.niceness) for t in seen] == [("tiny2", 0), ("tiny", BACKGROUND_NICENESS)]
 
 
-def test_lower_priority_only_ever_raises_the_niceness() -> None:
+def test_lower_priority_only_ever_raises_the_niceness_and_a_kernel_s_autogroup_follows() -> None:
     import subprocess
     import sys
 
-    code = ("import os; from v1nb.book.executor import lower_priority; lower_priority(5); lower_priority(2); "
-            "a = os.getpriority(os.PRIO_PROCESS, 0); lower_priority(40); print(a, os.getpriority(os.PRIO_PROCESS, 0))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    autogroup = "int(open('/proc/self/autogroup').read().split('nice')[1]) if os.path.exists('/proc/self/autogroup') else -1"
+    # the kernel stand-in: a process leading a session of its own that imports v1nb
+    kernel = f"import os, v1nb; print(os.getpriority(os.PRIO_PROCESS, 0), {autogroup})"
+    code = ("import os, subprocess, sys; from v1nb.book.executor import lower_priority; "
+            "lower_priority(5); lower_priority(2); a = os.getpriority(os.PRIO_PROCESS, 0); "
+            f"print(a, {autogroup}); "
+            f"subprocess.run([sys.executable, '-c', {kernel!r}], start_new_session=True, check=True)")
+    # in a session of its own too: the worker stand-in must leave its session's autogroup alone,
+    # and this test's session (pytest's terminal) must not be touched at all
+    # (bash leads that session, the worker stand-in is its child)
+    out = subprocess.run(["bash", "-c", '"$0" -c "$1" </dev/null; exit $?', sys.executable, code],
+                         capture_output=True, text=True, check=True, start_new_session=True).stdout.split()
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    assert [int(x) for x in out] == [max(5, base), 19]
+    worker_nice, worker_group, kernel_nice, kernel_group = (int(x) for x in out)
+    assert worker_nice == kernel_nice == max(5, base)
+    if os.path.exists("/proc/self/autogroup"):
+        assert worker_group == 0  # the worker does not lead its session
+        assert kernel_group == 5  # the kernel's new session follows the niceness

@@ -7,3 +7,9 @@ book      the book machinery: chapters, runner, report, build and the ``v1nb`` c
 """
 
 __version__ = "0.1.0"
+
+from v1nb.machine import follow_niceness as _follow_niceness
+
+# a chapter run beside a parallel build's longest one is niced (v1nb.book.executor); its kernel
+# applies that here, on its first import of v1nb, to itself and its scheduler autogroup
+_follow_niceness()

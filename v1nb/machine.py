@@ -42,6 +42,50 @@ def available_cores() -> int:
     return cores
 
 
+#: Environment variable with the niceness a process and the processes it starts run at: set by a
+#: parallel book build for the chapters beside its longest one (``v1nb.book.executor``).
+NICENESS_VARIABLE = "V1NB_NICENESS"
+
+
+def follow_niceness() -> None:
+    """Run this process at (at least) the niceness ``V1NB_NICENESS`` names; nothing if it is unset.
+
+    A niceness alone is not enough: Linux schedules each session's *autogroup* as one unit
+    (``/proc/sys/kernel/sched_autogroup_enabled``), and a Jupyter kernel starts a session of its
+    own, so a niced kernel would still get as much CPU as a whole session of normal-priority
+    processes. A process that leads its session (a kernel) therefore raises the autogroup's nice
+    value too (``/proc/self/autogroup``); any other leaves it alone, since the autogroup is shared
+    with the rest of its session (e.g. the terminal ``v1nb book`` was started from). It only ever
+    goes up: lowering it needs privileges. Called when :mod:`v1nb` is imported, so it reaches every
+    chapter's kernel without the notebook doing anything.
+
+    Raises
+    ------
+    ValueError
+        If ``V1NB_NICENESS`` is set to anything but an integer from 0 to 19.
+    """
+    value = os.environ.get(NICENESS_VARIABLE, "").strip()
+    if not value:
+        return
+    if not value.isdigit() or int(value) > 19:
+        raise ValueError(f"{NICENESS_VARIABLE}={value!r}: expected an integer from 0 to 19 (a Unix niceness)")
+    wanted = int(value)
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < wanted:
+            os.setpriority(os.PRIO_PROCESS, 0, wanted)
+    except (AttributeError, OSError):  # not on Unix, or not allowed: priority is an optimisation only
+        return
+    group = Path("/proc/self/autogroup")
+    if os.getsid(0) != os.getpid():
+        return
+    try:
+        current = int(group.read_text().split("nice")[1])
+        if current < wanted:
+            group.write_text(str(wanted))
+    except (OSError, IndexError, ValueError):  # no autogroups (other kernels, containers): niceness suffices
+        pass
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
     try:

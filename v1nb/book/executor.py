@@ -161,14 +161,18 @@ def run_task(task: Task, env: Mapping[str, str | None] | None = None) -> Outcome
 
 
 def lower_priority(niceness: int) -> None:
-    """Make this process (and the kernels it starts from now on) at least this nice.
+    """Make this process, and every process it starts from now on, at least this nice.
 
-    Niceness only ever goes up: lowering it again needs privileges a user does not have, and a
-    worker that ran a background chapter has no task left that needs normal priority.
+    Sets ``V1NB_NICENESS`` and applies it (:func:`v1nb.machine.follow_niceness`); a chapter's
+    kernel, in a session of its own, applies it again to its scheduler autogroup when it imports
+    :mod:`v1nb`. Niceness only ever goes up: lowering it needs privileges a user does not have,
+    and a worker that ran a background chapter has no task left that needs normal priority.
     """
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if niceness > current:
-        os.setpriority(os.PRIO_PROCESS, 0, min(niceness, 19))
+    from v1nb.machine import NICENESS_VARIABLE, follow_niceness
+
+    current = int(os.environ.get(NICENESS_VARIABLE, "0") or 0)
+    os.environ[NICENESS_VARIABLE] = str(min(max(niceness, current), 19))
+    follow_niceness()
 
 
 @contextlib.contextmanager
