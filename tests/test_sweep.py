@@ -142,6 +142,24 @@ def test_points_running_at_once_share_the_cores(chapter: Chapter, book: Path, tm
         submitter_environment(threads=0)
 
 
+def test_a_task_undoes_what_dask_s_nanny_sets_in_its_workers(monkeypatch) -> None:
+    """The nanny's MALLOC_TRIM_THRESHOLD_ made every fit in a kernel page-fault (1.46x slower)."""
+    import dask.config
+
+    from v1nb.book.executor import apply_environment, nanny_variables, submitter_environment
+
+    nanny = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert set(nanny) <= set(nanny_variables()) and "MALLOC_TRIM_THRESHOLD_" in nanny
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    env = submitter_environment()
+    assert env["MALLOC_TRIM_THRESHOLD_"] is None and env["OMP_NUM_THREADS"] == "2"
+    for name, value in nanny.items():  # what a worker process starts with
+        monkeypatch.setenv(name, str(value))
+    apply_environment(env)
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
+
+
 FAKE_SBATCH = """#!/bin/bash
 # sbatch stand-in: keep the job script (dask-jobqueue deletes it after submitting), run it in the
 # background as its own process group, answer like SLURM does
