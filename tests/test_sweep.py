@@ -160,6 +160,24 @@ def test_a_task_undoes_what_dask_s_nanny_sets_in_its_workers(monkeypatch) -> Non
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
 
 
+def test_starting_a_local_cluster_leaves_this_process_s_environment_alone(monkeypatch) -> None:
+    """The nanny leaves its pre-spawn-environ in the starting process: kernels inherited it from there."""
+    from v1nb.book.executor import apply_environment, dask_client, submitter_environment
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with dask_client(1) as client:
+        assert "MALLOC_TRIM_THRESHOLD_" not in os.environ and "OMP_NUM_THREADS" not in os.environ
+        env = submitter_environment()
+
+        def in_worker(env):
+            before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+            apply_environment(env)
+            return before, os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+        assert client.submit(in_worker, env).result() == ("65536", None, None)
+
+
 FAKE_SBATCH = """#!/bin/bash
 # sbatch stand-in: keep the job script (dask-jobqueue deletes it after submitting), run it in the
 # background as its own process group, answer like SLURM does

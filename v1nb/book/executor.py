@@ -73,6 +73,7 @@ def nanny_variables() -> list[str]:
     ``distributed.nanny.environ``), so a lab's own settings there are undone for kernels too.
     """
     import dask.config
+    import distributed  # noqa: F401  (its configuration defaults load with it)
 
     names = list(THREAD_VARIABLES)
     for key in ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ"):
@@ -257,9 +258,14 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
     # processes, one thread each: the kernel does the work. No dashboard (no port to clash over),
     # no memory limit (the nanny would measure the worker, not the kernel that holds the data),
     # and none of the bookkeeping meant for many short tasks (QUIET_LOCAL_CLUSTER).
+    # the nanny applies its pre-spawn-environ to this process's environment to spawn a worker and
+    # leaves it there: undo that here, or this process (and every kernel started from a worker
+    # with this process's settings) would run with one thread and the page-faulting malloc
+    kept = {name: os.environ.get(name) for name in nanny_variables()}
     with dask.config.set(QUIET_LOCAL_CLUSTER), LocalCluster(
             n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
             memory_limit=0) as local, Client(local) as client:
+        apply_environment(kept)
         yield client
 
 
