@@ -309,6 +309,18 @@ def k_range(k_min: int, k_max: int, n_neurons: int) -> list[int]:
     return list(range(int(k_min), int(k_max) + 1))
 
 
+def chapter_ks(k_min: int, k_max: int, n_neurons: int, budget: str, keep: Sequence[int] = ()) -> list[int]:
+    """The K sweep of a chapter (:func:`k_range`) under a (resolved) budget, with ``keep`` added.
+
+    Under ``"quick"`` every second K from ``k_min`` (and ``k_max``): the sweep's clusterings are
+    most of a quick chapter's time, and its curves keep their shape at half the points.
+    """
+    ks = k_range(k_min, k_max, n_neurons)
+    if budget == "quick":
+        ks = ks[::2] + ([ks[-1]] if len(ks) % 2 == 0 else [])
+    return sorted(set(ks) | {int(k) for k in keep})
+
+
 def resolve_k(n_types: int, ds: xr.Dataset) -> tuple[int, int | None]:
     """The K at which methods are compared, and the true number of types (None without truth).
 

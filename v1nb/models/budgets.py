@@ -37,6 +37,16 @@ def budget_settings(budget: str, data: str = "") -> dict[str, Any]:
 QUICK_SEEDS = 2
 
 
+#: repeats (null reference sets, bootstrap pairs) the quick budget keeps
+QUICK_REPEATS = 2
+
+
+def budget_repeats(n: int, budget: str) -> int:
+    """Repeats of a resampling estimate under a (resolved) budget: ``n``, or under ``"quick"`` at
+    most :data:`QUICK_REPEATS` (still two, so that a spread is defined)."""
+    return min(int(n), QUICK_REPEATS) if budget == "quick" else int(n)
+
+
 def budget_seeds(seeds: Sequence[int], budget: str) -> list[int]:
     """The model seeds a chapter fits under a (resolved) budget: all of them, or under ``"quick"``
     the first :data:`QUICK_SEEDS` (still two, so that seed-to-seed spread and cross-seed
