@@ -258,9 +258,10 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
     # processes, one thread each: the kernel does the work. No dashboard (no port to clash over),
     # no memory limit (the nanny would measure the worker, not the kernel that holds the data),
     # and none of the bookkeeping meant for many short tasks (QUIET_LOCAL_CLUSTER).
-    # the nanny applies its pre-spawn-environ to this process's environment to spawn a worker and
+    #
+    # The nanny applies its pre-spawn-environ to this process's environment to spawn a worker and
     # leaves it there: undo that here, or this process (and every kernel started from a worker
-    # with this process's settings) would run with one thread and the page-faulting malloc
+    # with this process's settings) would run with one thread and the page-faulting malloc.
     kept = {name: os.environ.get(name) for name in nanny_variables()}
     with dask.config.set(QUIET_LOCAL_CLUSTER), LocalCluster(
             n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
