@@ -8,7 +8,8 @@ Each chapter runs with :func:`v1nb.book.runner.run_chapter` in this process's wo
 book, into a temporary run folder, against a fresh model cache (``$V1NB_CACHE`` in a temporary
 folder), in the order given: the first chapter that needs a model fits it, the later ones load it,
 as in a book build. ``--shared-first CHAPTER`` runs that chapter first without counting it (e.g.
-``models`` for "beyond the models they share with Part III"). Then every chapter runs once more
+``models`` for "beyond the models they share with Part III"); ``--keep DIR`` keeps the run folders and the
+model cache under DIR. Then every chapter runs once more
 (new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
 core count and load average are recorded beside them (a loaded machine makes them upper bounds).
 
@@ -52,6 +53,14 @@ def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str)
     return times
 
 
+def scalar_values(path: Path) -> dict:
+    """The scalar values (numbers, strings, booleans) a chapter's ``results.json`` recorded; empty if it has none."""
+    if not path.exists():
+        return {}
+    values = json.loads(path.read_text()).get("values", {})
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -61,6 +70,8 @@ def main() -> None:
     parser.add_argument("--no-warm", action="store_true", help="skip the re-run with the models cached")
     parser.add_argument("--shared-first", nargs="*", default=[], metavar="CHAPTER",
                         help="chapters run first and not counted (their models are then cached)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run folders and model cache under DIR (kept) instead of a temporary folder")
     args = parser.parse_args()
     known = {c.name: c for c in book_chapters(REPO)}
     if args.part is not None:
@@ -73,16 +84,19 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown chapter(s) {', '.join(unknown)}; the book has {', '.join(known)}")
     with tempfile.TemporaryDirectory(prefix="v1nb-bench-chapters-") as tmp:
-        tmp = Path(tmp)
+        tmp = Path(tmp) if args.keep is None else args.keep.resolve()
         os.environ["V1NB_CACHE"] = str(tmp / "model-cache")  # read by every kernel the runner starts
         before = machine()
         shared = run_all(known, args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
         cold = run_all(known, names, args.profile, tmp, "cold")
         warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
+        # what each cold run answered, beside its time: a target met slowly and a target missed fast
+        # are read from the same record
+        values = {name: scalar_values(tmp / "cold" / name / "results.json") for name in names}
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
         "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
-        "warm_s": warm, "warm_max_s": max(warm.values(), default=None),
+        "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }
     print(json.dumps(result, indent=2))
