@@ -9,7 +9,9 @@ book, into a temporary run folder, against a fresh model cache (``$V1NB_CACHE`` 
 folder), in the order given: the first chapter that needs a model fits it, the later ones load it,
 as in a book build. ``--shared-first CHAPTER`` runs that chapter first without counting it (e.g.
 ``models`` for "beyond the models they share with Part III"); ``--keep DIR`` keeps the run folders and the
-model cache under DIR. Then every chapter runs once more
+model cache under DIR. ``--interaction-baselines`` fits Part V's shared baselines (every seed, on the
+interacting and on the control twin) first without counting them, for "beyond the shared baseline
+models". Then every chapter runs once more
 (new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
 core count and load average are recorded beside them (a loaded machine makes them upper bounds).
 
@@ -17,6 +19,7 @@ Usage::
 
     python bench/chapters.py --part embeddings [--profile quick|default] [--shared-first models]
     python bench/chapters.py --chapters attention who_gains --profile quick
+    python bench/chapters.py --part interactions --profile default --interaction-baselines
 
 Writes ``bench/results/chapters_<part or "custom">_<profile>.json``.
 """
@@ -53,6 +56,22 @@ def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str)
     return times
 
 
+def fit_interaction_baselines(chapter, profile: str, seeds: int = 3) -> float:
+    """Fit Part V's baselines (both twins, the chapters' seeds) into the model cache; wall seconds."""
+    from v1nb.analysis import interactions as inter
+    from v1nb.models.budgets import budget_seeds, budget_settings, resolve_budget
+
+    data = str(chapter_overrides(chapter, profile, {}).get("data", chapter.parameters["data"].default))
+    budget = resolve_budget("auto", data)
+    start = time.perf_counter()
+    ds, control = inter.open_twins(data, 0)
+    twins = {"interacting": (ds, ())} | ({"control": (control, ())} if control is not None else {})
+    inter.fit_interaction_models_on(twins, budget_seeds(range(seeds), budget), budget_settings(budget, data))
+    wall = round(time.perf_counter() - start, 1)
+    print(f"shared interaction baselines ({data}) {wall:8.1f} s", flush=True)
+    return wall
+
+
 def scalar_values(path: Path) -> dict:
     """The scalar values (numbers, strings, booleans) a chapter's ``results.json`` recorded; empty if it has none."""
     if not path.exists():
@@ -70,6 +89,8 @@ def main() -> None:
     parser.add_argument("--no-warm", action="store_true", help="skip the re-run with the models cached")
     parser.add_argument("--shared-first", nargs="*", default=[], metavar="CHAPTER",
                         help="chapters run first and not counted (their models are then cached)")
+    parser.add_argument("--interaction-baselines", action="store_true",
+                        help="fit Part V's baselines (both twins) first, not counted")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="run folders and model cache under DIR (kept) instead of a temporary folder")
     args = parser.parse_args()
@@ -88,6 +109,8 @@ def main() -> None:
         os.environ["V1NB_CACHE"] = str(tmp / "model-cache")  # read by every kernel the runner starts
         before = machine()
         shared = run_all(known, args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
+        if args.interaction_baselines:
+            shared["interaction_baselines"] = fit_interaction_baselines(known["attention"], args.profile)
         cold = run_all(known, names, args.profile, tmp, "cold")
         warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
         # what each cold run answered, beside its time: a target met slowly and a target missed fast

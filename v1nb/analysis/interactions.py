@@ -439,8 +439,9 @@ def who_gains_verdict(snr_test: Mapping[str, float], type_test: Mapping[str, Any
 #: How every Part V chapter fine-tunes a stage from the cached baseline (one cache entry per
 #: stage, seed and twin, shared by the four chapters): learning rate and a fixed epoch cap, with
 #: early stopping on the validation correlation (the parent's own weights, epoch 0, are a
-#: candidate, so a stage that does not help on validation gives back the baseline).
-FINETUNE: dict[str, Any] = {"lr": 0.005, "max_epochs": 10}
+#: candidate, so a stage that does not help on validation gives back the baseline), and which
+#: parameters train (:data:`v1nb.models.config.TRAINABLE`).
+FINETUNE: dict[str, Any] = {"lr": 0.005, "max_epochs": 10, "trainable": "no_core"}
 
 
 def open_twins(data: str, seed: int) -> tuple[xr.Dataset, xr.Dataset | None]:
@@ -455,6 +456,7 @@ def open_twins(data: str, seed: int) -> tuple[xr.Dataset, xr.Dataset | None]:
 def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mapping[str, Any],
                            stages: Sequence[str] = STAGES, lr: float = FINETUNE["lr"],
                            max_epochs: int = FINETUNE["max_epochs"], n_jobs: int | None = None,
+                           trainable: str = FINETUNE["trainable"],
                            **stage_settings: Any) -> tuple[list[Any], dict[str, list[Any]]]:
     """Baselines (shared with the other chapters) and each stage fine-tuned from them, on one twin.
 
@@ -468,6 +470,9 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
     stages : names of interaction stages (``"none"``: the fine-tune without a stage, a reference)
     lr, max_epochs : float, int
         The fine-tune's schedule (:data:`FINETUNE`).
+    trainable : str
+        The parameters a fine-tune trains: ``"all"``, or ``"no_core"`` (the baseline's core frozen:
+        no backward pass through it, so each epoch costs less; the stage cannot lean on the core).
     n_jobs : int, optional
         Worker processes (default: one per CPU core).
     **stage_settings
@@ -479,12 +484,13 @@ def fit_interaction_models(ds: xr.Dataset, seeds: Sequence[int], training: Mappi
     stage_models : dict stage → list of ResponseModel (same seeds)
     """
     return fit_interaction_models_on({"twin": (ds, stages)}, seeds, training, lr=lr, max_epochs=max_epochs,
-                                     n_jobs=n_jobs, **stage_settings)["twin"]
+                                     n_jobs=n_jobs, trainable=trainable, **stage_settings)["twin"]
 
 
 def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str]]], seeds: Sequence[int],
                               training: Mapping[str, Any], lr: float = FINETUNE["lr"],
                               max_epochs: int = FINETUNE["max_epochs"], n_jobs: int | None = None,
+                              trainable: str = FINETUNE["trainable"],
                               **stage_settings: Any) -> dict[str, tuple[list[Any], dict[str, list[Any]]]]:
     """:func:`fit_interaction_models` on several datasets at once (e.g. the interacting and the control twin).
 
@@ -495,7 +501,7 @@ def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str
     Parameters
     ----------
     twins : dict name → (dataset, stages)
-    seeds, training, lr, max_epochs, n_jobs, **stage_settings
+    seeds, training, lr, max_epochs, n_jobs, trainable, **stage_settings
         As :func:`fit_interaction_models`.
 
     Returns
@@ -526,7 +532,7 @@ def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str
             for base in baselines[name]:
                 jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
                              "parent": base, **own[name], **training, "lr": lr, "max_epochs": max_epochs,
-                             **extra})
+                             **({"trainable": trainable} if trainable != "all" else {}), **extra})
                 where.append((name, stage))
     models = fit_many(first, jobs, n_jobs=n_jobs) if jobs else []
     out: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {
