@@ -279,3 +279,28 @@ def test_several_datasets_fit_together_as_each_would_alone(tmp_path, monkeypatch
         assert alone.history_["cached"] and alone.cache_key_ == together.cache_key_
     with pytest.raises(ValueError, match="seeds"):
         fit_interaction_models_on({"a": (a, ("temporal",))}, [0, 0], FAST)
+
+
+def test_frozen_core_fine_tune_keeps_the_core_and_trains_the_stage(tmp_path, monkeypatch):
+    """trainable="no_core" (the Part V default): the core's weights are the parent's, bit for bit;
+    the stage trains; "all" is a different cache entry that moves the core too."""
+    import torch
+    from test_models import FAST, toy_dataset
+
+    from v1nb.analysis.interactions import FINETUNE, fit_interaction_models
+
+    assert FINETUNE["trainable"] == "no_core"
+    monkeypatch.setenv("V1NB_CACHE", str(tmp_path))
+    ds = toy_dataset(seed=2)
+    settings = {**FAST, "early_stopping": False}  # the last epoch is kept: the parent's state cannot win
+    (base,), frozen = fit_interaction_models(ds, [0], settings, stages=("temporal",), max_epochs=2, n_jobs=1)
+    _, full = fit_interaction_models(ds, [0], settings, stages=("temporal",), max_epochs=2, n_jobs=1,
+                                     trainable="all")
+    frozen, full = frozen["temporal"][0], full["temporal"][0]
+    assert frozen.settings["trainable"] == "no_core" and full.settings.get("trainable", "all") == "all"
+    assert frozen.cache_key_ != full.cache_key_
+    core = lambda m: torch.cat([p.detach().flatten() for p in m.network_.core.parameters()])  # noqa: E731
+    assert torch.equal(core(frozen), core(base))
+    assert not torch.equal(core(full), core(base))
+    readout = lambda m: torch.cat([p.detach().flatten() for p in m.network_.readout.parameters()])  # noqa: E731
+    assert not torch.equal(readout(frozen), readout(base))  # what is not frozen did train
