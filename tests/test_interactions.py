@@ -304,3 +304,33 @@ def test_frozen_core_fine_tune_keeps_the_core_and_trains_the_stage(tmp_path, mon
     assert not torch.equal(core(full), core(base))
     readout = lambda m: torch.cat([p.detach().flatten() for p in m.network_.readout.parameters()])  # noqa: E731
     assert not torch.equal(readout(frozen), readout(base))  # what is not frozen did train
+
+
+def test_coupling_size_measures_the_twin_term_and_the_update(quick_fits):
+    """The twin's coupling term is β·C r: positive with coupling on; the update is the stage's α-weighted sum,
+    so a stage whose α is zeroed adds nothing."""
+    import copy
+
+    import torch
+
+    from v1nb.analysis import interactions as inter
+
+    ds, _, stages = quick_fits
+    model = stages["attention"][0]
+    size = inter.coupling_size(model, ds)
+    assert size["strength"] > 0 and size["twin"] > 0 and np.isfinite(size["model"])
+    silent = copy.deepcopy(model)
+    with torch.no_grad():
+        silent.network_.interaction.alpha.zero_()
+    assert inter.coupling_size(silent, ds)["model"] == 0.0
+    with pytest.raises(ValueError, match="no attention stage"):
+        inter.coupling_size(stages["temporal"][0], ds)
+
+
+def test_coupling_size_verdict_rules():
+    from v1nb.analysis.interactions import coupling_size_verdict
+
+    assert "not the coupling" in coupling_size_verdict(0.1, 0.04, 0.03)  # as large without any coupling
+    assert "absorbed" in coupling_size_verdict(0.1, 0.02, 0.001)
+    assert "specific to the interacting twin" in coupling_size_verdict(0.1, 0.08, 0.01)
+    assert "absorbed" in coupling_size_verdict(0.1, 0.02, float("nan"))  # recorded data: no control twin
