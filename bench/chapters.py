@@ -56,8 +56,8 @@ def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str)
     return times
 
 
-def fit_interaction_baselines(chapter, profile: str, seeds: int = 3) -> float:
-    """Fit Part V's baselines (both twins, the chapters' seeds) into the model cache; wall seconds."""
+def fit_interaction_baselines(chapter, profile: str) -> float:
+    """Fit Part V's baselines (both twins, the chapter's default ``seeds``) into the model cache; wall seconds."""
     from v1nb.analysis import interactions as inter
     from v1nb.models.budgets import budget_seeds, budget_settings, resolve_budget
 
@@ -66,7 +66,7 @@ def fit_interaction_baselines(chapter, profile: str, seeds: int = 3) -> float:
     start = time.perf_counter()
     ds, control = inter.open_twins(data, 0)
     twins = {"interacting": (ds, ())} | ({"control": (control, ())} if control is not None else {})
-    inter.fit_interaction_models_on(twins, budget_seeds(range(seeds), budget), budget_settings(budget, data))
+    inter.fit_interaction_models_on(twins, budget_seeds(range(int(chapter.parameters["seeds"].default)), budget), budget_settings(budget, data))
     wall = round(time.perf_counter() - start, 1)
     print(f"shared interaction baselines ({data}) {wall:8.1f} s", flush=True)
     return wall
