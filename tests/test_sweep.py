@@ -246,3 +246,14 @@ def test_a_sweep_on_slurm_submits_jobs_from_the_jobqueue_configuration(book: Pat
     assert sorted(table["n"]) == [2, 3]
     for row in table.itertuples(index=False):
         assert row.mean == pytest.approx(expected_mean(0, row.n, 1.0))
+
+
+def test_a_failing_sbatch_stops_the_slurm_cluster_at_once(tmp_path: Path, fake_slurm) -> None:
+    """dask-jobqueue only logs a failing sbatch; dask_client raises it, naming the configuration."""
+    from v1nb.book.executor import dask_client
+
+    (tmp_path / "slurm-bin" / "sbatch").write_text("#!/bin/bash\necho 'sbatch: error: invalid partition' >&2\nexit 1\n")
+    with pytest.raises(RuntimeError, match="submitting 2 SLURM job.*invalid partition.*jobqueue"):
+        with dask_client(2, cluster="slurm"):
+            pytest.fail("the client must not start without workers")
+    assert not list(fake_slurm.glob("job-*.sh"))  # nothing ran

@@ -219,6 +219,32 @@ QUIET_LOCAL_CLUSTER = {
 }
 
 
+def submit_slurm_jobs(slurm: Any, jobs: int) -> None:
+    """Submit ``jobs`` SLURM jobs of a dask-jobqueue cluster now, and fail if ``sbatch`` fails.
+
+    ``SLURMCluster.scale`` submits in the background and only logs a failing ``sbatch`` (a wrong
+    partition or account, no SLURM on this machine), so a sweep would wait for workers that never
+    come. Here the same worker specs are added and the cluster's own start-up step is awaited, so
+    the first failure is raised, with the command's message, before any point is sent.
+    """
+    while len(slurm.worker_spec) < jobs:  # what SpecCluster.scale does, without its fire-and-forget
+        slurm.worker_spec.update(slurm.new_worker_spec())
+    try:
+        slurm.sync(slurm._correct_state_internal)
+    except Exception as exc:
+        from distributed.core import Status
+
+        # the jobs that were never submitted never started: say so, or closing the cluster (which
+        # cancels the ones that were) asserts that every worker it created has been started
+        for worker in list(getattr(slurm, "_created", ())):
+            if worker.status == Status.created:
+                worker.status = Status.failed
+        said = " ".join(str(exc).split())  # sbatch's multi-line report on one line
+        raise RuntimeError(f"--cluster slurm: submitting {jobs} SLURM job(s) failed ({said}); check the "
+                           "jobqueue configuration (~/.config/dask/jobqueue.yaml: queue, account, memory, "
+                           "walltime) and that sbatch works on this machine") from exc
+
+
 @contextlib.contextmanager
 def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: str = "local") -> Iterator[Any]:
     """A :class:`distributed.Client` on a local, existing or SLURM cluster; closed afterwards.
@@ -248,7 +274,7 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise RuntimeError("--cluster slurm needs dask-jobqueue (pip install dask-jobqueue)") from exc
         with SLURMCluster() as slurm:  # cores, memory, queue, ...: from the jobqueue configuration
-            slurm.scale(jobs)
+            submit_slurm_jobs(slurm, jobs)
             with Client(slurm) as client:
                 yield client
         return
