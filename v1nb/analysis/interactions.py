@@ -146,12 +146,17 @@ def ground_truth(ds: xr.Dataset) -> dict[str, Any]:
             "coupling_radius_um": float(cfg["coupling_radius_um"])}
 
 
+def _tier_images(ds: xr.Dataset, tier: str, max_images: int) -> np.ndarray:
+    """The first ``max_images`` distinct image ids shown in ``tier`` (sorted; blanks, id < 0, left out)."""
+    ids = np.unique(ds["image_id"].values[ds["tier"].values.astype(str) == tier])
+    return ids[ids >= 0][:max_images]
+
+
 def _stage_drives(model: Any, ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> tuple[Any, Any]:
     """The network's drives ``(images, N)`` on the tier's distinct images, and the embedding."""
     import torch
 
-    ids = np.unique(ds["image_id"].values[ds["tier"].values.astype(str) == tier])
-    ids = ids[ids >= 0][:max_images]
+    ids = _tier_images(ds, tier, max_images)
     x = model._standardised_images(ds["images"].values[ids])
     net = model.network_
     net.eval()
@@ -234,10 +239,11 @@ def coupling_size(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = 
     truth = truth or ground_truth(ds)
     cfg = truth["config"]
     beta = float(cfg.get("coupling", 0.0)) if bool(cfg.get("interactions", True)) else 0.0
-    tiers = ds["tier"].values.astype(str)
-    frame = pd.DataFrame(ds["rates"].transpose("trial", "neuron").values[tiers == tier].astype(float))
-    frame["image"] = ds["image_id"].values[tiers == tier]
-    rates = frame.groupby("image").mean().to_numpy()[:max_images]  # (image, neuron)
+    # the images _stage_drives shows the model, each image's rates averaged over its presentations
+    in_tier = ds["tier"].values.astype(str) == tier
+    frame = pd.DataFrame(ds["rates"].transpose("trial", "neuron").values[in_tier].astype(float))
+    frame["image"] = ds["image_id"].values[in_tier]
+    rates = frame.groupby("image").mean().loc[_tier_images(ds, tier, max_images)].to_numpy()  # (image, neuron)
     term = beta * (truth["coupling"] @ rates.T).T
     twin = np.median(term.std(0) / np.maximum(rates.std(0), 1e-12))
     stage = model.network_.interaction
@@ -246,8 +252,7 @@ def coupling_size(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = 
     drive, emb = _stage_drives(model, ds, tier, max_images)
     with torch.no_grad():
         eff = stage.effective_weights(drive, emb)  # (B, N, K)
-        d_m = torch.index_select(drive, 1, stage.neighbours.reshape(-1)).reshape(eff.shape)
-        update = (eff * d_m).sum(-1)
+        update = (eff * stage._neighbour_drives(drive, slice(None))).sum(-1)
     ratio = update.std(0) / drive.std(0).clamp_min(1e-12)
     return {"twin": float(twin), "model": float(ratio.median()), "strength": beta}
 
@@ -591,7 +596,7 @@ def fit_interaction_models_on(twins: Mapping[str, tuple[xr.Dataset, Sequence[str
             for base in baselines[name]:
                 jobs.append({"core": "cnn", "readout": "gaussian", "seed": base.random_state, "interaction": stage,
                              "parent": base, **own[name], **training, "lr": lr, "max_epochs": max_epochs,
-                             **({"trainable": trainable} if trainable != "all" else {}), **extra})
+                             "trainable": trainable, **extra})  # "all" is the default: not in the cache key
                 where.append((name, stage))
     models = fit_many(first, jobs, n_jobs=n_jobs) if jobs else []
     out: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {
