@@ -447,3 +447,32 @@ def test_fit_many_loads_cached_fits_without_starting_workers(ds, tmp_path, monke
     again = fit_many(ds, jobs, n_jobs=2, cache_dir=tmp_path)
     assert all(m.history_["cached"] for m in again)
     np.testing.assert_array_equal(again[1].predict(ds).values, first[1].predict(ds).values)
+
+
+@pytest.mark.parametrize("trainable, interaction", [("no_core", "none"), ("readout", "none"), ("no_core", "temporal")])
+def test_a_frozen_core_s_stored_output_trains_as_the_core_itself(ds, monkeypatch, trainable, interaction):
+    """With the core frozen its output is computed once per image (``ImageSource.freeze``); running the
+    frozen core on every batch instead (no room to store it) gives the same fine-tune up to rounding."""
+    from v1nb.models import training
+
+    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    settings = dict(FAST, trainable=trainable, max_epochs=2, early_stopping=False)
+    stored = ResponseModel("cnn", "gaussian", 1, interaction=interaction, **settings).fit(ds, parent=parent)
+    monkeypatch.setattr(training, "FEATURE_CACHE_BYTES", 0)  # too little room: the core runs per batch
+    per_batch = ResponseModel("cnn", "gaussian", 1, interaction=interaction, **settings).fit(ds, parent=parent)
+    assert stored.history_["core_output_stored"] and not per_batch.history_["core_output_stored"]
+    a, b = stored.network_.state_dict(), per_batch.network_.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-4, rtol=1e-4), key
+    core = parent.network_.core.state_dict()  # the core is the parent's, bit for bit
+    assert all(torch.equal(core[k], stored.network_.core.state_dict()[k]) for k in core)
+    np.testing.assert_allclose([e["val_corr"] for e in stored.history_["epochs"]],
+                               [e["val_corr"] for e in per_batch.history_["epochs"]], atol=1e-4)
+
+
+def test_a_training_core_is_never_served_stored_output(ds):
+    """trainable="all": the core trains, so its output must be recomputed every batch."""
+    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    child = ResponseModel("cnn", "gaussian", 1, **dict(FAST, max_epochs=1)).fit(ds, parent=parent)
+    assert child.history_["core_output_stored"] is False

@@ -61,12 +61,16 @@ class CoreReadout(nn.Module):
         """Earlier trials the interaction stage reads (0: the prediction depends on the image only)."""
         return int(getattr(self.interaction, "history_lags", 0)) if self.interaction is not None else 0
 
-    def drive(self, images: torch.Tensor) -> torch.Tensor:
-        """Readout output before any interaction stage and nonlinearity, ``(B, N)``."""
+    def core_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The core's output ``(B, C, H', W')`` for images ``(B, 1, H, W)`` (after the average-pooling)."""
         if self.downsample > 1:
             # the core's cost grows with pixels²·channels; halving the resolution is 4x cheaper
             images = F.avg_pool2d(images, self.downsample)
-        return self.readout(self.core(images))
+        return self.core(images)
+
+    def drive(self, images: torch.Tensor) -> torch.Tensor:
+        """Readout output before any interaction stage and nonlinearity, ``(B, N)``."""
+        return self.readout(self.core_features(images))
 
     def output(self, drive: torch.Tensor) -> torch.Tensor:
         """The output nonlinearity ``ELU(drive + offset) + 1``."""
@@ -77,7 +81,12 @@ class CoreReadout(nn.Module):
         return self.output(self.drive(images))
 
     def forward(self, images: torch.Tensor, context: Context | None = None) -> torch.Tensor:
-        drive = self.drive(images)
+        return self.respond(self.drive(images), context)
+
+    def respond(self, drive: torch.Tensor, context: Context | None = None) -> torch.Tensor:
+        """Rates ``(B, N)`` from the readout's drive ``(B, N)``: the interaction stage (if any), then the
+        output nonlinearity. ``forward`` is ``respond(drive(images))``; a trainer with a frozen core feeds
+        the drive from the core's output computed once (:class:`v1nb.models.training.ImageSource`)."""
         if self.interaction is None:
             return self.output(drive)
         context = context or Context()

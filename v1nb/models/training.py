@@ -63,62 +63,133 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def predict_batches(network: CoreReadout, images: torch.Tensor, image_index: torch.Tensor,
+#: Largest core output (bytes) a trainer with a frozen core keeps in memory instead of recomputing it
+#: every batch; above it the core runs forward on every batch as when it trains.
+FEATURE_CACHE_BYTES = 4 * 2 ** 30
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Evaluation mode inside the block; afterwards every submodule's own mode as it was.
+
+    ``module.train(was_training)`` would not do: it sets every submodule alike, and would put a frozen
+    core, kept in evaluation mode during training, back into training mode (its batch-norm statistics
+    would then move)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class ImageSource:
+    """The rows of an image bank as the network reads them: pixels, or a frozen core's output.
+
+    While the core trains, every batch runs through it. When it is frozen (``trainable`` other than
+    "all"; it is also in evaluation mode, so its output depends on the image only) its output for
+    every image of the bank is computed once and the readout reads the stored features: a
+    readout-and-head fine-tune then costs a fraction of a core forward pass per step (measured in
+    ``bench/finetune.py``). Mixing the two is not allowed: :meth:`freeze` is called only by a
+    trainer whose core has no trainable parameters.
+
+    Parameters
+    ----------
+    images : tensor (n_images, 1, H, W)
+        The (standardised) image bank; rows are indexed by trial.
+    device : torch.device
+    channels_last : bool
+        Pass pixels to the core in channels-last memory format.
+    """
+
+    def __init__(self, images: torch.Tensor, device: torch.device, channels_last: bool = False):
+        self.images, self.device, self.channels_last = images, device, channels_last
+        self.features: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def freeze(self, network: CoreReadout, batch_size: int = 256, max_bytes: int | None = None) -> "ImageSource":
+        """Compute the core's output ``(n_images, C, H', W')`` for every image once (in evaluation mode).
+
+        Does nothing when that output would exceed ``max_bytes`` (default :data:`FEATURE_CACHE_BYTES`,
+        read at call time); the core then runs per batch.
+        """
+        max_bytes = FEATURE_CACHE_BYTES if max_bytes is None else max_bytes
+        if not len(self.images):
+            return self
+        # batch-norm statistics are used, never updated (a training-mode call would)
+        with evaluation_mode(network.core), torch.no_grad():
+            shape = network.core_features(self._pixels(torch.arange(1))).shape[1:]
+            if len(self.images) * int(np.prod(shape)) * 4 > max_bytes:
+                return self
+            out = [network.core_features(self._pixels(torch.arange(i, min(i + batch_size, len(self.images)))))
+                   .cpu() for i in range(0, len(self.images), batch_size)]
+        self.features = torch.cat(out)
+        return self
+
+    def _pixels(self, rows: torch.Tensor) -> torch.Tensor:
+        x = self.images[rows].to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def drive(self, network: CoreReadout, rows: torch.Tensor) -> torch.Tensor:
+        """The readout's drive ``(len(rows), N)`` for image rows ``rows`` (int64)."""
+        if self.features is not None:
+            return network.readout(self.features[rows].to(self.device))
+        return network.drive(self._pixels(rows))
+
+
+def _source(images: "torch.Tensor | ImageSource", device: torch.device, channels_last: bool) -> ImageSource:
+    return images if isinstance(images, ImageSource) else ImageSource(images, device, channels_last)
+
+
+def predict_batches(network: CoreReadout, images: "torch.Tensor | ImageSource", image_index: torch.Tensor,
                     device: torch.device, batch_size: int = 256, channels_last: bool = False,
                     trials: torch.Tensor | None = None, history: History | None = None) -> torch.Tensor:
     """Rates ``(len(image_index), N)`` (scaled units) in evaluation mode, on CPU.
 
-    ``trials`` (positions in the presentation sequence) and ``history`` are passed to an interaction
-    stage that reads earlier trials.
+    ``images`` is the image bank (or an :class:`ImageSource` over it); ``trials`` (positions in the
+    presentation sequence) and ``history`` are passed to an interaction stage that reads earlier trials.
     """
-    was_training = network.training
-    network.eval()
+    source = _source(images, device, channels_last)
     out = []
     lags = network.history_lags
-    with torch.no_grad():
+    with evaluation_mode(network), torch.no_grad():
         for start in range(0, len(image_index), batch_size):
-            x = images[image_index[start:start + batch_size]].to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if network.interaction is None:
-                out.append(network(x).cpu())
-                continue
-            context = Context()
-            if trials is not None:
+            drive = source.drive(network, image_index[start:start + batch_size])
+            context = None
+            if network.interaction is not None and trials is not None:
                 t = trials[start:start + batch_size].to(device)
                 context = Context(trial=t, history=history.lagged(t, lags).to(device) if lags and history else None)
-            out.append(network(x, context).cpu())
-    network.train(was_training)
+            out.append(network.respond(drive, context).cpu())
     if not out:
         return torch.zeros(0, 0)
     return torch.cat(out)
 
 
-def sequence_history(network: CoreReadout, images: torch.Tensor, sequence_images: torch.Tensor,
+def sequence_history(network: CoreReadout, images: "torch.Tensor | ImageSource", sequence_images: torch.Tensor,
                      device: torch.device, channels_last: bool = False) -> History:
     """The network's feed-forward predictions for every trial of the sequence (:class:`History`).
 
     In evaluation mode the feed-forward prediction depends on the image only, so it is computed
     once per image and indexed by the sequence.
     """
-    was_training = network.training
-    network.eval()
+    source = _source(images, device, channels_last)
     out = []
-    with torch.no_grad():
-        for start in range(0, len(images), 256):
-            x = images[start:start + 256].to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(network.feedforward(x).cpu())
-    network.train(was_training)
+    with evaluation_mode(network), torch.no_grad():
+        for start in range(0, len(source), 256):
+            rows = torch.arange(start, min(start + 256, len(source)))
+            out.append(network.output(source.drive(network, rows)).cpu())
     return History(torch.cat(out)[sequence_images])
 
 
 def validation_correlation(network: CoreReadout, data: TrainingData, device: torch.device,
-                           channels_last: bool = False, history: History | None = None) -> float:
+                           channels_last: bool = False, history: History | None = None,
+                           source: ImageSource | None = None) -> float:
     """Mean over neurons of the single-trial correlation on the validation trials."""
-    pred = predict_batches(network, data.images, data.val_images, device, channels_last=channels_last,
-                           trials=data.val_trials, history=history)
+    pred = predict_batches(network, source if source is not None else data.images, data.val_images, device,
+                           channels_last=channels_last, trials=data.val_trials, history=history)
     return float(np.mean(_corr(data.val_responses.double().numpy(), pred.double().numpy())))
 
 
@@ -139,19 +210,23 @@ class Trainer:
         Current epoch (1-based; 0 before training).
     history : History or None
         The network's own feed-forward predictions over the sequence (temporal stages only).
+    source : ImageSource
+        What the network reads per image row (pixels, or a frozen core's stored output).
     """
 
     def __init__(self, network: CoreReadout, data: TrainingData, config: ModelConfig,
-                 generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device):
+                 generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device,
+                 source: ImageSource | None = None):
         self.network, self.data, self.config, self.generator = network, data, config, generator
         self.optimizer, self.device = optimizer, device
+        self.source = source if source is not None else ImageSource(data.images, device, config.channels_last)
         self.step, self.epoch = 0, 0
         self.history: History | None = None
 
     def refresh_history(self) -> None:
         """Recompute :attr:`history` from the current weights (when the network reads earlier trials)."""
         if self.network.history_lags > 0:
-            self.history = sequence_history(self.network, self.data.images, self.data.sequence_images,
+            self.history = sequence_history(self.network, self.source, self.data.sequence_images,
                                             self.device, self.config.channels_last)
 
     def embeddings(self) -> torch.Tensor:
@@ -159,11 +234,12 @@ class Trainer:
         return self.network.embedding()
 
     def validation_correlation(self) -> float:
-        return validation_correlation(self.network, self.data, self.device, self.config.channels_last, self.history)
+        return validation_correlation(self.network, self.data, self.device, self.config.channels_last, self.history,
+                                      self.source)
 
 
 def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generator: torch.Generator,
-          terms: list[Term] | None = None) -> dict[str, Any]:
+          terms: list[Term] | None = None, store_core_output: bool = True) -> dict[str, Any]:
     """Train ``network`` in place and return the training history.
 
     Parameters
@@ -175,6 +251,10 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         Batch order (and, held by the readout, position samples).
     terms : list of Term, optional
         The objective (default: :func:`~v1nb.models.objectives.default_terms` of ``config.loss``).
+    store_core_output : bool
+        With a frozen core, compute its output for every image once and train on it
+        (:meth:`ImageSource.freeze`); False runs the frozen core on every batch (same result up to
+        floating-point rounding; the equivalence test uses it).
 
     Returns
     -------
@@ -185,7 +265,8 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         (process CPU time of the whole loop: the wall time an unshared machine would need at one
         thread), ``images_per_second`` (forward + backward, wall), ``images_per_cpu_second`` (the
         same per second of process CPU time: the rate of an unshared machine), ``n_train``,
-        ``n_val``, ``validation_source``, ``n_masked``, ``device``, ``terms``, ``trainable``.
+        ``n_val``, ``validation_source``, ``n_masked``, ``device``, ``terms``, ``trainable``,
+        ``core_output_stored`` (the frozen core's output was computed once).
     """
     terms = check_terms(list(terms) if terms is not None else default_terms(config.loss))
     device = resolve_device(config.device)
@@ -199,7 +280,10 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         p.requires_grad_(False)
     core_frozen = not any(id(p) in trained for p in network.core.parameters())
     optimizer = torch.optim.Adam(trainable, lr=config.lr)
-    trainer = Trainer(network, data, config, generator, optimizer, device)
+    source = ImageSource(data.images, device, config.channels_last)
+    if core_frozen and store_core_output:
+        source.freeze(network)
+    trainer = Trainer(network, data, config, generator, optimizer, device, source)
     n_train = len(data.train_images)
     batch = min(config.batch_size, n_train)
     trainer.refresh_history()
@@ -211,7 +295,7 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
         "epochs": [{"epoch": 0, "loss": float("nan"), "val_corr": best, "lr": config.lr, "seconds": 0.0}],
         "n_train": n_train, "n_val": len(data.val_images), "validation_source": data.validation_source,
         "n_masked": data.n_masked, "device": str(device), "terms": [t.spec() for t in terms],
-        "trainable": config.trainable,
+        "trainable": config.trainable, "core_output_stored": source.features is not None,
     }
     best_epoch, since_best, decays, lr, reference = 0, 0, 0, config.lr, best
     train_seconds, train_cpu_seconds, images_seen = 0.0, 0.0, 0
@@ -237,16 +321,13 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
             per_term = {term.name: 0.0 for term in terms}
             for first in range(0, n_train, batch):
                 idx = order[first:first + batch]
-                x = data.images[data.train_images[idx]].to(device)
-                if config.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                drive = source.drive(network, data.train_images[idx])
                 y = data.train_responses[idx].to(device)
-                if network.interaction is None:
-                    rates = network(x)
-                else:
+                context = None
+                if network.interaction is not None:
                     t = data.train_trials[idx].to(device)
                     context = Context(trial=t, history=trainer.history.lagged(t, lags).to(device) if lags else None)
-                    rates = network(x, context)
+                rates = network.respond(drive, context)
                 step_batch = Batch(rates, y, idx, n_train)
                 values = [term.loss(step_batch, trainer) for term in terms]
                 loss = values[0]
