@@ -48,3 +48,11 @@ def test_v1nb_cores_must_be_a_positive_integer(monkeypatch, value):
     monkeypatch.setenv("V1NB_CORES", value)
     with pytest.raises(ValueError, match=f"V1NB_CORES={value!r}"):
         machine.available_cores()
+
+
+def test_cpu_generation_reads_family_model_and_avx512(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+                    "flags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\ncpu family\t: 99\n")
+    assert machine.cpu_generation(info) == {"cpu_family": 25, "cpu_model_number": 17, "avx512": True}
+    assert machine.cpu_generation(tmp_path / "absent") == {}

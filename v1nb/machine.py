@@ -97,7 +97,32 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_generation(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU family, model number and whether AVX-512 is there (``/proc/cpuinfo``; empty elsewhere).
+
+    Two boxes that both call themselves "AMD EPYC" have trained the same network 2x apart (a Zen 3,
+    family 25 model 1, without AVX-512, against a Zen 4, family 25 model 17, with it): the model name
+    alone does not say which figures are comparable.
+    """
+    fields: dict[str, Any] = {}
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():  # the first processor is enough
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "cpu family" and value.isdigit():
+            fields["cpu_family"] = int(value)
+        elif key == "model" and value.isdigit():
+            fields["cpu_model_number"] = int(value)
+        elif key == "flags":
+            fields["avx512"] = "avx512f" in value.split()
+    return fields
+
+
 def machine() -> dict[str, Any]:
-    """CPU model, core count and the 1/5/15-minute load average now (what a timing is quoted with)."""
-    return {"cpu_model": cpu_model(), "cpus": os.cpu_count(),
+    """CPU model (name, family, model number, AVX-512), core count and the 1/5/15-minute load average
+    now (what a timing is quoted with)."""
+    return {"cpu_model": cpu_model(), **cpu_generation(), "cpus": os.cpu_count(),
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
