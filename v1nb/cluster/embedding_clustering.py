@@ -164,7 +164,7 @@ def cluster_embeddings(embeddings: Mapping[str, Sequence[xr.DataArray]], ks: Seq
                        truth: np.ndarray | None = None, reliable: np.ndarray | None = None,
                        methods: Sequence[str] = METHODS, views: Sequence[str] = VIEWS,
                        rotation_method: bool = True, ks_all_seeds: Sequence[int] | None = None,
-                       random_state: int = 0) -> EmbeddingClustering:
+                       random_state: int = 0, n_jobs: int | None = None) -> EmbeddingClustering:
     """Cluster every view of every fit with every method over K, and score the labels.
 
     Parameters
@@ -190,6 +190,10 @@ def cluster_embeddings(embeddings: Mapping[str, Sequence[xr.DataArray]], ks: Seq
         K values clustered on every seed (cross-seed consistency needs them); default: all ``ks``.
     random_state : int
         Seed of every clusterer (the same on every fit, so seeds differ only by the model).
+    n_jobs : int, optional
+        Worker processes for the (independent) clusterings, one thread each (joblib); default the
+        cores this process may use (:func:`v1nb.machine.available_cores`); 1 runs them here. Each
+        clustering has its own fixed seed, so the labels do not depend on which process ran it.
 
     Returns
     -------
@@ -200,7 +204,7 @@ def cluster_embeddings(embeddings: Mapping[str, Sequence[xr.DataArray]], ks: Seq
     if not ks or ks[0] < 2:
         raise ValueError(f"ks must be integers >= 2, got {ks}")
     n = None
-    rows, labels = [], {}
+    tasks = []  # (key, seed, view matrix, number of rotations): every clustering to run
     for core, fits in embeddings.items():
         if not len(fits):
             raise ValueError(f"no embeddings for core {core!r}")
@@ -214,17 +218,14 @@ def cluster_embeddings(embeddings: Mapping[str, Sequence[xr.DataArray]], ks: Seq
             jobs = [(v, m) for v in vs for m in methods]
             if rotation_method and "rotation" in emb.dims and "raw" in vs:
                 jobs.append(("raw", "rotation"))
-            for v, m in jobs:
-                for k in ks:
-                    if s_idx > 0 and k not in ks_all:
-                        continue
-                    lab = cluster_labels(vs[v], m, k, random_state,
-                                         n_rotations=emb.sizes.get("rotation"))
-                    labels[(core, v, m, k, s_idx)] = lab
-                    rows.append(dict(core=core, view=v, method=m, k=k, seed=seed, seed_index=s_idx,
-                                     **score_labels(lab, truth, reliable)))
+            tasks += [((core, v, m, k, s_idx), seed, vs[v], emb.sizes.get("rotation"))
+                      for v, m in jobs for k in ks if s_idx == 0 or k in ks_all]
     if truth is not None and len(truth) != n:
         raise ValueError(f"truth has {len(truth)} entries for {n} neurons")
+    found = _run_clusterings(tasks, random_state, n_jobs)
+    labels = {key: lab for (key, _, _, _), lab in zip(tasks, found)}
+    rows = [dict(core=core, view=v, method=m, k=k, seed=seed, seed_index=s_idx, **score_labels(lab, truth, reliable))
+            for ((core, v, m, k, s_idx), seed, _, _), lab in zip(tasks, found)]
     scores = pd.DataFrame(rows)
     cons = []
     for (core, v, m, k), g in scores.groupby(["core", "view", "method", "k"], sort=False):
@@ -236,6 +237,23 @@ def cluster_embeddings(embeddings: Mapping[str, Sequence[xr.DataArray]], ks: Seq
                          cross_seed_ari_sd=float(np.std(aris, ddof=1)) if len(aris) > 1 else np.nan,
                          n_pairs=len(aris)))
     return EmbeddingClustering(scores, pd.DataFrame(cons), labels)
+
+
+def _run_clusterings(tasks: list, random_state: int, n_jobs: int | None) -> list[np.ndarray]:
+    """Labels of every ``(key, seed, X, n_rotations)`` task, in order, on ``n_jobs`` processes."""
+    from joblib import Parallel, delayed
+
+    from v1nb.machine import available_cores
+
+    n_jobs = available_cores() if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs!r} must be a positive int (or None: every available core)")
+    calls = [delayed(cluster_labels)(X, key[2], key[3], random_state, n_rotations=n_rot)
+             for key, _, X, n_rot in tasks]
+    if n_jobs == 1 or len(calls) < 2:
+        return [call[0](*call[1], **call[2]) for call in calls]
+    # loky gives each worker one BLAS thread (cores // n_jobs), so the workers do not oversubscribe
+    return Parallel(n_jobs=min(n_jobs, len(calls)), backend="loky")(calls)
 
 
 def score_labels(labels: np.ndarray, truth: np.ndarray | None, reliable: np.ndarray | None) -> dict[str, float]:
