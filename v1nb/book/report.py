@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from v1nb.io import atomic_path, write_json
+from v1nb.machine import machine
 from v1nb.provenance import provenance
 
 
@@ -81,6 +82,7 @@ class Report:
         record = provenance(
             chapter=self.chapter, parameters=self.parameters, values=self.values,
             figures=self.figures, data=self.data,
+            machine=machine(),  # fits differ across CPU families for the same seed: say which one ran
         )
         write_json(self.output_dir / "results.json", record)
         print(f"{self.chapter}: {len(self.values)} values and {len(self.figures)} figures recorded in results.json")

@@ -34,6 +34,7 @@ import nbformat
 
 from v1nb.book.chapters import Chapter, ParameterError
 from v1nb.io import atomic_dir, atomic_path, write_json
+from v1nb.machine import machine
 from v1nb.provenance import provenance, versions
 
 #: Kernel every chapter runs on (the one in the environment running ``v1nb``).
@@ -288,7 +289,7 @@ def run_chapter(
         _relocate(tmp, executed, run_params["output_dir"], parameters["output_dir"])
         write_json(tmp / RUN_RECORD, provenance(
             chapter=chapter.name, notebook=str(chapter.path.resolve()), parameters=parameters,
-            wall_time_s=round(wall, 3), **_cache_key(chapter, parameters),
+            wall_time_s=round(wall, 3), machine=machine(), **_cache_key(chapter, parameters),
         ))
         (tmp / OWNER).unlink()
     failed_copy.unlink(missing_ok=True)
