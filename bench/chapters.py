@@ -14,6 +14,8 @@ interacting and on the control twin) first without counting them, for "beyond th
 models". Then every chapter runs once more
 (new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
 core count and load average are recorded beside them (a loaded machine makes them upper bounds).
+The models the cold chapters fitted are listed with the CPU seconds each took (``cold_fits``: by kind,
+their total, and that total over the cores: the floor of the part's time on this machine).
 
 Usage::
 
@@ -72,6 +74,40 @@ def fit_interaction_baselines(chapter, profile: str) -> float:
     return wall
 
 
+def fits_in(cache: Path, skip: set[str]) -> list[dict]:
+    """What each model file in ``cache`` (but those named in ``skip``) cost to fit, from its history.
+
+    The cold chapters' fits, summed by kind, say how much of a part's time is training and what its
+    floor is on this machine: their process CPU seconds over the cores (every core busy, nothing else).
+    """
+    from v1nb.models import ResponseModel
+
+    rows = []
+    for path in sorted(cache.glob("*.pt")):
+        if path.name in skip:
+            continue
+        model = ResponseModel.load(path)
+        h = model.history_
+        rows.append({"file": path.name, "core": model.core, "head": model.head, "interaction": model.interaction,
+                     "kind": "fine-tune" if h.get("parent") else "pre-trained",
+                     "trainable": model.settings.get("trainable", "all"), "epochs": len(h["epochs"]) - 1,
+                     "cpu_s": round(float(h.get("cpu_seconds", float("nan"))), 1),
+                     "wall_s": round(float(h.get("wall_seconds", float("nan"))), 1)})
+    return rows
+
+
+def fit_summary(rows: list[dict], cores: int) -> dict:
+    """CPU seconds of the fits by kind and core, their total, and that total over ``cores``."""
+    groups: dict[str, dict] = {}
+    for r in rows:
+        key = f"{r['kind']} {r['core']}" + (f" ({r['trainable']})" if r["kind"] == "fine-tune" else "")
+        g = groups.setdefault(key, {"n": 0, "cpu_s": 0.0})
+        g["n"] += 1
+        g["cpu_s"] = round(g["cpu_s"] + r["cpu_s"], 1)
+    total = round(sum(r["cpu_s"] for r in rows), 1)
+    return {"by_kind": groups, "cpu_s": total, "floor_s": round(total / max(cores, 1), 1), "cores": cores}
+
+
 def scalar_values(path: Path) -> dict:
     """The scalar values (numbers, strings, booleans) a chapter's ``results.json`` recorded; empty if it has none."""
     if not path.exists():
@@ -111,7 +147,10 @@ def main() -> None:
         shared = run_all(known, args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
         if args.interaction_baselines:
             shared["interaction_baselines"] = fit_interaction_baselines(known["attention"], args.profile)
+        cache = tmp / "model-cache"
+        cached_before = {p.name for p in cache.glob("*.pt")}
         cold = run_all(known, names, args.profile, tmp, "cold")
+        cold_fits = fits_in(cache, cached_before)
         warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
         # what each cold run answered, beside its time: a target met slowly and a target missed fast
         # are read from the same record
@@ -119,6 +158,7 @@ def main() -> None:
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
         "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
+        "cold_fits": fit_summary(cold_fits, os.cpu_count() or 1), "cold_fit_list": cold_fits,
         "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }
