@@ -59,3 +59,9 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError, match="epochs"):
         DA.finetune_epochs(-1, "auto", "twin:quick")
     assert DA.finetune_epochs(0, "auto", "twin:quick") == 3 and DA.finetune_epochs(7, "auto", "x") == 7
+
+
+def test_beta_max_text_says_when_the_grid_ends_before_the_limit():
+    assert DA.beta_max_text(np.nan, [0.1, 1]) == "none of the grid"
+    assert DA.beta_max_text(0.1, [0.01, 0.1, 1]) == "0.1"
+    assert DA.beta_max_text(10.0, [0.1, 1, 10]).startswith("≥ 10 (the largest β tried")

@@ -171,6 +171,19 @@ def beta_max_within(table: pd.DataFrame, mode: str = "joint", tolerance: float =
     return best
 
 
+def beta_max_text(beta_max: float, grid: Sequence[float]) -> str:
+    """The answer "largest β within the tolerance" in words: a bound when it is the largest β tried.
+
+    ``"none of the grid"`` (NaN), ``"≥ 10 (the largest β tried: the limit lies above it)"`` when
+    ``beta_max`` is the grid's maximum, else the value itself (``"0.1"``).
+    """
+    if not np.isfinite(beta_max):
+        return "none of the grid"
+    if np.isclose(beta_max, max(float(b) for b in grid)):
+        return f"≥ {beta_max:g} (the largest β tried: the limit lies above it)"
+    return f"{beta_max:g}"
+
+
 def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOLERANCE) -> dict:
     """Does DEC ruin performance, and does the joint loss keep it? Computed answer of dec_tradeoff.
 
