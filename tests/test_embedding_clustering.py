@@ -51,6 +51,24 @@ def test_planted_clusters_recovered_and_consistent_across_seeds():
     assert EC.classical_verdict(best["ari"], best["ari_reliable"]) == "both goals met"
 
 
+def test_clusterings_in_worker_processes_match_those_run_here():
+    """n_jobs only says where the clusterings run: each has its own seed, so the labels are the same."""
+    e0, truth = _planted(noise=0.5, seed=1)  # noisy enough that the methods disagree with the truth
+    rot, _ = _planted_rotation(seed=1)
+    here = EC.cluster_embeddings({"cnn": [e0, e0 * 2.0]}, [3, 4], truth, None, methods=("kmeans", "spectral"),
+                                 n_jobs=1)
+    workers = EC.cluster_embeddings({"cnn": [e0, e0 * 2.0]}, [3, 4], truth, None, methods=("kmeans", "spectral"),
+                                    n_jobs=2)
+    assert here.labels.keys() == workers.labels.keys() and len(here.labels) == 8
+    assert all(np.array_equal(here.labels[key], workers.labels[key]) for key in here.labels)
+    assert here.scores.equals(workers.scores)
+    one = EC.cluster_embeddings({"rotation": [rot]}, [3], None, None, methods=("kmeans",), n_jobs=2)
+    assert set(one.labels) == {("rotation", v, m, 3, 0) for v, m in
+                               [("raw", "kmeans"), ("dft", "kmeans"), ("aligned", "kmeans"), ("raw", "rotation")]}
+    with pytest.raises(ValueError, match="n_jobs"):
+        EC.cluster_embeddings({"cnn": [e0]}, [3], None, None, methods=("kmeans",), n_jobs=0)
+
+
 def test_rotation_views_remove_the_shift():
     emb, truth = _planted_rotation()
     views = EC.embedding_views(emb)

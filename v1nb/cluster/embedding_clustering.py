@@ -248,12 +248,12 @@ def _run_clusterings(tasks: list, random_state: int, n_jobs: int | None) -> list
     n_jobs = available_cores() if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs!r} must be a positive int (or None: every available core)")
-    calls = [delayed(cluster_labels)(X, key[2], key[3], random_state, n_rotations=n_rot)
-             for key, _, X, n_rot in tasks]
-    if n_jobs == 1 or len(calls) < 2:
-        return [call[0](*call[1], **call[2]) for call in calls]
+    work = [(X, key[2], key[3], n_rot) for key, _, X, n_rot in tasks]  # (X, method, K, rotations)
+    if n_jobs == 1 or len(work) < 2:
+        return [cluster_labels(X, m, k, random_state, n_rotations=r) for X, m, k, r in work]
     # loky gives each worker one BLAS thread (cores // n_jobs), so the workers do not oversubscribe
-    return Parallel(n_jobs=min(n_jobs, len(calls)), backend="loky")(calls)
+    return Parallel(n_jobs=min(n_jobs, len(work)), backend="loky")(
+        delayed(cluster_labels)(X, m, k, random_state, n_rotations=r) for X, m, k, r in work)
 
 
 def score_labels(labels: np.ndarray, truth: np.ndarray | None, reliable: np.ndarray | None) -> dict[str, float]:
