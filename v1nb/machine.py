@@ -86,15 +86,22 @@ def follow_niceness() -> None:
         pass
 
 
+def _first_processor(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, str]:
+    """The fields of the first processor in ``cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _first_processor().get("model name") or platform.processor() or "unknown"
 
 
 def cpu_generation(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
@@ -104,20 +111,14 @@ def cpu_generation(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     family 25 model 1, without AVX-512, against a Zen 4, family 25 model 17, with it): the model name
     alone does not say which figures are comparable.
     """
+    info = _first_processor(cpuinfo)  # the first processor is enough
     fields: dict[str, Any] = {}
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return fields
-    for line in text.split("\n\n", 1)[0].splitlines():  # the first processor is enough
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "cpu family" and value.isdigit():
-            fields["cpu_family"] = int(value)
-        elif key == "model" and value.isdigit():
-            fields["cpu_model_number"] = int(value)
-        elif key == "flags":
-            fields["avx512"] = "avx512f" in value.split()
+    if info.get("cpu family", "").isdigit():
+        fields["cpu_family"] = int(info["cpu family"])
+    if info.get("model", "").isdigit():
+        fields["cpu_model_number"] = int(info["model"])
+    if "flags" in info:
+        fields["avx512"] = "avx512f" in info["flags"].split()
     return fields
 
 
