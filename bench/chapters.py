@@ -39,7 +39,7 @@ from v1nb.book.build import chapter_overrides
 from v1nb.book.chapters import book_chapters
 from v1nb.book.runner import run_chapter
 from v1nb.io import write_json
-from v1nb.machine import machine
+from v1nb.machine import available_cores, machine
 from v1nb.provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def main() -> None:
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
         "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
-        "cold_fits": fit_summary(cold_fits, os.cpu_count() or 1), "cold_fit_list": cold_fits,
+        "cold_fits": fit_summary(cold_fits, available_cores()), "cold_fit_list": cold_fits,
         "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }

@@ -192,3 +192,15 @@ def test_supervised_ceiling_and_orientation_concentration():
     assert EC.orientation_concentration(rng.integers(0, 4, 600), theta) < 0.15
     theta[:10] = np.nan
     assert np.isfinite(EC.orientation_concentration(by_orientation, theta))
+
+
+def test_stability_seeds_needs_two_fits_on_each_twin():
+    assert EC.stability_seeds([0, 1, 2], 2, "complex") == ([0, 1, 2], [0, 1])
+    assert EC.stability_seeds([0, 1, 2], 5, "complex") == ([0, 1, 2], [0, 1, 2])  # at most the chapter's seeds
+    assert EC.stability_seeds([0, 1], 0, "") == ([0, 1], [])  # no null twin: null_seeds is not checked
+    with pytest.raises(ValueError, match="seeds=\\[0\\]: cross-seed stability needs at least two"):
+        EC.stability_seeds([0], 2, "complex")
+    with pytest.raises(ValueError, match="null_seeds=1: cross-seed stability on the null twin"):
+        EC.stability_seeds([0, 1, 2], 1, "complex")
+    with pytest.raises(ValueError, match="null_seeds='2' must be an int"):
+        EC.stability_seeds([0, 1, 2], "2", "complex")

@@ -85,6 +85,23 @@ def test_chunked_attention_equals_unchunked_with_the_same_gradients():
     torch.testing.assert_close(w.sum(-1), torch.ones(5, 1, n))
 
 
+@pytest.mark.parametrize("heads", [1, 2])
+def test_effective_weights_are_the_weights_of_the_neighbours_drives_in_the_output(heads):
+    """What attention_maps and coupling_size read: output − drive = Σ_m effective_nm · d_m, per stimulus."""
+    n = 25
+    torch.manual_seed(1)
+    stage = NeighbourAttention(n, 4, _positions(n), neighbours=6, heads=heads)
+    with torch.no_grad():
+        stage.alpha.normal_()
+        stage.mix.normal_()
+    drive, emb = torch.randn(3, n), torch.randn(n, 4)
+    with torch.no_grad():
+        update = stage(drive, Context(embedding=emb)) - drive
+        effective = stage.effective_weights(drive, emb)  # (B, N, K)
+    torch.testing.assert_close(update, (effective * drive[:, stage.neighbours]).sum(-1))
+    assert update.abs().max() > 0.01  # a non-trivial update: the identity is not 0 = 0
+
+
 def test_attention_memory_is_linear_in_neurons():
     """The logits are B × H × N × K: doubling N doubles the largest tensor, never N²."""
     for n in (200, 400):

@@ -156,11 +156,12 @@ def _stage_drives(model: Any, ds: xr.Dataset, tier: str = "test", max_images: in
     """The network's drives ``(images, N)`` on the tier's distinct images, and the embedding."""
     import torch
 
+    from v1nb.models.training import evaluation_mode
+
     ids = _tier_images(ds, tier, max_images)
     x = model._standardised_images(ds["images"].values[ids])
     net = model.network_
-    net.eval()
-    with torch.no_grad():
+    with evaluation_mode(net), torch.no_grad():  # the model's own train/eval modes come back afterwards
         drive = torch.cat([net.drive(x[i:i + 128]) for i in range(0, len(x), 128)])
         embedding = net.embedding()
     return drive, embedding
@@ -236,6 +237,8 @@ def coupling_size(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = 
     """
     import torch
 
+    from v1nb.models.context import Context
+
     truth = truth or ground_truth(ds)
     cfg = truth["config"]
     beta = float(cfg.get("coupling", 0.0)) if bool(cfg.get("interactions", True)) else 0.0
@@ -251,8 +254,8 @@ def coupling_size(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = 
         raise ValueError(f"model {model!r} has no attention stage (fit it with interaction='attention')")
     drive, emb = _stage_drives(model, ds, tier, max_images)
     with torch.no_grad():
-        eff = stage.effective_weights(drive, emb)  # (B, N, K)
-        update = (eff * stage._neighbour_drives(drive, slice(None))).sum(-1)
+        # the stage's output is drive + α_n Σ_m w_bnm d_bm: its own forward gives the update
+        update = stage(drive, Context(embedding=emb)) - drive  # (B, N)
     ratio = update.std(0) / drive.std(0).clamp_min(1e-12)
     return {"twin": float(twin), "model": float(ratio.median()), "strength": beta}
 

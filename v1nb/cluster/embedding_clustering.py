@@ -410,3 +410,37 @@ def chapter_seeds(seeds: str | int, budget: str) -> list[int]:
     from v1nb.models.budgets import budget_seeds
 
     return budget_seeds(parse_ints(seeds, "seeds"), budget)
+
+
+def stability_seeds(model_seeds: Sequence[int], null_seeds: int, null_types: str = "") -> tuple[list[int], list[int]]:
+    """The model seeds of the main twin and of the null twin, for cross-seed stability.
+
+    Parameters
+    ----------
+    model_seeds : sequence of int
+        The chapter's seeds (:func:`chapter_seeds`).
+    null_seeds : int
+        How many of them (the first) are fitted on the null twin.
+    null_types : str
+        The null twin's cell types; empty: no null twin, so ``null_seeds`` is not checked.
+
+    Returns
+    -------
+    (main, null) : lists of int
+
+    Raises
+    ------
+    ValueError
+        Fewer than two main seeds, or (with a null twin) fewer than two null seeds: stability
+        compares the labels of two fits at least.
+    """
+    main = [int(s) for s in model_seeds]
+    if len(main) < 2:
+        raise ValueError(f"seeds={main!r}: cross-seed stability needs at least two model seeds")
+    if isinstance(null_seeds, bool) or not isinstance(null_seeds, (int, np.integer)):
+        raise ValueError(f"null_seeds={null_seeds!r} must be an int (the number of seeds fitted on the null twin)")
+    null = main[:null_seeds] if null_seeds > 0 else []
+    if null_types and len(null) < 2:
+        raise ValueError(f"null_seeds={null_seeds!r}: cross-seed stability on the null twin needs at least two "
+                         f"model seeds (of {main!r})")
+    return main, null
