@@ -65,3 +65,29 @@ def test_beta_max_text_says_when_the_grid_ends_before_the_limit():
     assert DA.beta_max_text(np.nan, [0.1, 1]) == "none of the grid"
     assert DA.beta_max_text(0.1, [0.01, 0.1, 1]) == "0.1"
     assert DA.beta_max_text(10.0, [0.1, 1, 10]).startswith("≥ 10 (the largest β tried")
+
+
+def test_label_agreement_compares_each_beta_with_the_smallest_per_seed():
+    from types import SimpleNamespace as M
+
+    base = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2, 0])
+    moved = base.copy()
+    moved[:2] = 2  # two of ten neurons change cluster
+    tuned = {("joint", 0.1, 0): M(labels_=base), ("joint", 10.0, 0): M(labels_=moved),
+             ("joint", 0.1, 1): M(labels_=base), ("joint", 10.0, 1): M(labels_=base),
+             ("dec_only", 0.1, 0): M(labels_=moved)}  # another mode: not compared
+    table = DA.label_agreement(tuned)
+    assert list(table["beta"]) == [0.1, 10.0]
+    assert table["agreement"].tolist() == pytest.approx([1.0, 0.9])  # mean of 0.8 and 1.0
+    assert table["agreement_min"].tolist() == pytest.approx([1.0, 0.8])
+    assert table["n_seeds"].tolist() == [2, 2]
+    assert DA.label_agreement(tuned, mode="absent").empty
+
+
+def test_agreement_text_calls_a_partition_settled_by_the_stated_rule():
+    table = pd.DataFrame(dict(beta=[0.01, 10.0], agreement=[1.0, 0.97], agreement_min=[1.0, 0.95], n_seeds=[3, 3]))
+    assert DA.agreement_text(table).startswith("97.0 % of the neurons keep their cluster from β = 0.01 to β = 10: "
+                                               "the partition is settled")
+    table.loc[1, "agreement"] = 0.8
+    assert "does move neurons" in DA.agreement_text(table)
+    assert "nothing is compared" in DA.agreement_text(table.iloc[:1])

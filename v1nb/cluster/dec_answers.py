@@ -184,6 +184,55 @@ def beta_max_text(beta_max: float, grid: Sequence[float]) -> str:
     return f"{beta_max:g}"
 
 
+def label_agreement(tuned: Mapping[tuple[str, float, int], object], mode: str = "joint") -> pd.DataFrame:
+    """How many neurons keep their DEC cluster as β grows: per β of ``mode``, the fraction of neurons
+    whose label equals their label at the smallest β of the grid, mean and minimum over seeds.
+
+    The fine-tunes of one seed start from the same parent and the same k-means initialisation (the
+    head's cluster *j* is the same initial centre at every β), so their labels compare directly,
+    without matching. A fraction near 1 at the largest β means the partition was settled at the
+    start and the clustering loss only tightened each cluster around its own centre: pulling an
+    embedding towards its nearest centre never changes which centre is nearest.
+
+    Parameters
+    ----------
+    tuned : mapping (mode, beta, seed) → fine-tuned model with ``labels_``
+    mode : str
+
+    Returns
+    -------
+    DataFrame (beta, agreement, agreement_min, n_seeds), sorted by β; empty without fits of ``mode``.
+    """
+    by_seed: dict[int, dict[float, np.ndarray]] = {}
+    for (m, beta, seed), model in tuned.items():
+        if m == mode:
+            by_seed.setdefault(int(seed), {})[float(beta)] = np.asarray(model.labels_)
+    rows = []
+    for beta in sorted({b for labels in by_seed.values() for b in labels}):
+        same = [float(np.mean(labels[beta] == labels[min(labels)])) for labels in by_seed.values() if beta in labels]
+        rows.append(dict(beta=beta, agreement=float(np.mean(same)), agreement_min=float(np.min(same)),
+                         n_seeds=len(same)))
+    return pd.DataFrame(rows, columns=["beta", "agreement", "agreement_min", "n_seeds"])
+
+
+#: Share of neurons that must keep their cluster from the smallest to the largest β for
+#: :func:`agreement_text` to call the partition settled.
+SETTLED_AGREEMENT = 0.95
+
+
+def agreement_text(agreement: pd.DataFrame) -> str:
+    """What :func:`label_agreement` says, by a stated rule: the partition is *settled* when at least
+    :data:`SETTLED_AGREEMENT` of the neurons (mean over seeds) keep their cluster at the largest β."""
+    if agreement.empty or len(agreement) < 2:
+        return "only one β was fitted, so nothing is compared"
+    first, last = agreement.iloc[0], agreement.iloc[-1]
+    share = f"{100 * last['agreement']:.1f} % of the neurons keep their cluster from β = {first['beta']:g} to β = {last['beta']:g}"
+    if last["agreement"] >= SETTLED_AGREEMENT:
+        return (f"{share}: the partition is settled by the smallest β, and a larger β only tightens each cluster "
+                "around its centre (at a price in prediction) without moving neurons to other clusters")
+    return f"{share}: a larger β does move neurons to other clusters"
+
+
 def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOLERANCE) -> dict:
     """Does DEC ruin performance, and does the joint loss keep it? Computed answer of dec_tradeoff.
 
