@@ -476,3 +476,28 @@ def test_a_training_core_is_never_served_stored_output(ds):
     parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
     child = ResponseModel("cnn", "gaussian", 1, **dict(FAST, max_epochs=1)).fit(ds, parent=parent)
     assert child.history_["core_output_stored"] is False
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_check_runs_on_the_cpu(tmp_path):
+    """bench/cuda.py is run on a lent GPU machine in one go: keep it runnable where there is none."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "cuda.py"
+    out = tmp_path / "cuda.json"
+    subprocess.run([sys.executable, str(script), "--device", "cpu", "--profiles", "quick", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=600)
+    record = json.loads(out.read_text())
+    failed = {name: check.get("error") for name, check in record["checks"].items() if not check["ok"]}
+    assert record["all_ok"] and not failed, failed
+    assert record["checks"]["frozen_core"]["same_fit"]
+    assert record["checks"]["fit_seeds"]["loaded_the_same_fits"]
+    assert record["checks"]["portable"]["max_prediction_difference"] < 1e-5
+    spec = importlib.util.spec_from_file_location("bench_cuda", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    broken = module.run_checks({"broken": lambda: 1 / 0, "fine": lambda: {"x": 1}})
+    assert not broken["broken"]["ok"] and "ZeroDivisionError" in broken["broken"]["error"] and broken["fine"]["ok"]
