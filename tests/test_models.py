@@ -88,6 +88,35 @@ def test_rotation_core_is_exactly_equivariant_to_90_degree_rotations(hidden_feat
     assert (out_rot - torch.rot90(out, 1, dims=(-2, -1))).abs().max().item() > 1e-2
 
 
+def test_shared_batch_norm_pools_each_feature_over_orientations_like_a_3d_norm():
+    """The (B·R, F, H, W) view gives BatchNorm3d's statistics over the transposed (B, F, R, H, W), with its
+    state-dict layout (a model saved with the 3-D form loads into the 2-D one)."""
+    from torch import nn
+
+    from v1nb.models.rotation import _SharedBatchNorm
+
+    torch.manual_seed(0)
+    b, R, F, h, w = 6, 4, 3, 5, 7
+    shared, reference = _SharedBatchNorm(R, F).double(), nn.BatchNorm3d(F, momentum=0.1).double()
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 2.0)
+        reference.bias.normal_()
+    shared.norm.load_state_dict(reference.state_dict())  # the 3-D norm's state loads as it is
+
+    def as_3d(x):
+        y = reference(x.view(b, R, F, h, w).transpose(1, 2))
+        return y.transpose(1, 2).reshape(b, R * F, h, w)
+
+    for _ in range(3):  # training mode: batch statistics, and the running averages they update
+        x = torch.randn(b, R * F, h, w, dtype=torch.float64) * 3 + 1
+        torch.testing.assert_close(shared(x), as_3d(x))
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(shared.norm.state_dict()[name], value)
+    shared.eval(), reference.eval()
+    x = torch.randn(b, R * F, h, w, dtype=torch.float64)
+    torch.testing.assert_close(shared(x), as_3d(x))
+
+
 def test_hermite_basis_rotation_matches_the_pixel_grid_rotation():
     b = evaluate_hermite(9, 3, [0.0, math.pi / 2])
     np.testing.assert_allclose(np.rot90(b[0], 1, axes=(-2, -1)), b[1], atol=1e-10)
