@@ -99,21 +99,15 @@ def check_fit(twins: dict, device: torch.device) -> dict:
 
 
 def check_frozen_core(ds, device: torch.device) -> dict:
-    from v1nb.models import ResponseModel, training
+    from finetune import fine_tune, max_weight_difference  # bench/finetune.py (this folder is on sys.path)
+
+    from v1nb.models import ResponseModel
 
     parent = ResponseModel("cnn", "gaussian", 0, device=device.type, max_epochs=2, early_stopping=False,
                            progress=False).fit(ds)
-    fits = {}
-    saved = training.FEATURE_CACHE_BYTES
-    for store in (True, False):
-        training.FEATURE_CACHE_BYTES = saved if store else 0  # no room: the core runs on every batch
-        try:
-            fits[store] = ResponseModel("cnn", "gaussian", 1, device=device.type, trainable="no_core", max_epochs=2,
-                                        early_stopping=False, progress=False).fit(ds, parent=parent)
-        finally:
-            training.FEATURE_CACHE_BYTES = saved
-    a, b = fits[True].network_.state_dict(), fits[False].network_.state_dict()
-    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    stored, _ = fine_tune(ds, parent, "no_core", 2, store=True, device=device.type)
+    per_batch, _ = fine_tune(ds, parent, "no_core", 2, store=False, device=device.type)
+    diff = max_weight_difference(stored, per_batch)
     return {"max_weight_difference": diff, "same_fit": diff < 1e-4}
 
 
@@ -163,11 +157,10 @@ def check_attention_memory(device: torch.device, n: int = 8000, batch: int = 128
     from v1nb.models.context import Context
     from v1nb.models.network import build_network
 
+    from interactions import cortical_positions  # bench/interactions.py: the positions its CPU memory bench uses
+
     config = ResponseModel("cnn", "gaussian", 0, interaction="attention").validate()
-    g = torch.Generator().manual_seed(0)
-    side = (n / 1000) ** 0.5  # the twin's density over a larger field of view
-    positions = torch.stack([torch.rand(n, generator=g) * 800 * side, torch.rand(n, generator=g) * 500 * side,
-                             torch.randint(0, 3, (n,), generator=g).float() * 50 + 200], 1)
+    positions = cortical_positions(n)
     net = build_network("cnn", "gaussian", config, n, (36, 64), positions=positions, interaction="attention").to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x, y = torch.randn(batch, 1, 36, 64, device=device), torch.rand(batch, n, device=device)

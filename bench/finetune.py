@@ -34,17 +34,25 @@ from v1nb.provenance import provenance
 RESULTS = Path(__file__).parent / "results"
 
 
-def fine_tune(ds, parent: ResponseModel, trainable: str, epochs: int, store: bool) -> tuple[ResponseModel, float]:
-    """One fine-tune of ``parent`` (stored core output or not); the model and its wall seconds."""
+def fine_tune(ds, parent: ResponseModel, trainable: str, epochs: int, store: bool,
+              **settings) -> tuple[ResponseModel, float]:
+    """One fine-tune of ``parent`` (stored core output or not); the model and its wall seconds.
+    ``settings``: further model settings (e.g. ``device``)."""
     saved = training.FEATURE_CACHE_BYTES
     training.FEATURE_CACHE_BYTES = saved if store else 0  # no room: the core runs on every batch
     try:
         start = time.perf_counter()
         model = ResponseModel(parent.core, "gaussian", 1, trainable=trainable, max_epochs=epochs, early_stopping=False,
-                              num_threads=1, progress=False).fit(ds, parent=parent)
+                              **{"num_threads": 1, "progress": False, **settings}).fit(ds, parent=parent)
         return model, time.perf_counter() - start
     finally:
         training.FEATURE_CACHE_BYTES = saved
+
+
+def max_weight_difference(a: ResponseModel, b: ResponseModel) -> float:
+    """Largest absolute difference between the two fitted networks' weights and buffers."""
+    sa, sb = a.network_.state_dict(), b.network_.state_dict()
+    return max(float((sa[k].double().cpu() - sb[k].double().cpu()).abs().max()) for k in sa)
 
 
 def main() -> None:
@@ -74,8 +82,7 @@ def compare(ds, core: str, args) -> list[dict]:
     for trainable in args.trainable:
         per_batch, t_batch = fine_tune(ds, parent, trainable, args.epochs, store=False)
         stored, t_stored = fine_tune(ds, parent, trainable, args.epochs, store=True)
-        a, b = stored.network_.state_dict(), per_batch.network_.state_dict()
-        diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+        diff = max_weight_difference(stored, per_batch)
         with torch.no_grad():
             shape = stored.network_.core_features(torch.zeros(1, 1, *stored.image_shape_)).shape[1:]
         stored_mb = ds.sizes["image"] * int(np.prod(shape)) * 4 / 2 ** 20

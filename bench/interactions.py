@@ -31,6 +31,17 @@ from v1nb.machine import machine
 RESULTS = Path(__file__).parent / "results"
 
 
+def cortical_positions(n: int, seed: int = 0):
+    """``(n, 3)`` cortical positions (µm) on 3 planes over a field of view scaled with ``n``, at the
+    default twin's density (1,000 neurons on 800 × 500 µm)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    side = (n / 1000) ** 0.5
+    return torch.stack([torch.rand(n, generator=g) * 800 * side, torch.rand(n, generator=g) * 500 * side,
+                        torch.randint(0, 3, (n,), generator=g).float() * 50 + 200], 1)
+
+
 def one_step(n: int, stage: str, batch: int, steps: int, chunk: int, neighbours: int) -> dict:
     """Time and peak memory of training steps of a network over ``n`` neurons (run in a subprocess)."""
     import torch
@@ -45,11 +56,7 @@ def one_step(n: int, stage: str, batch: int, steps: int, chunk: int, neighbours:
     extra = {"attention": {"attention_chunk": chunk, **({"attention_neighbours": neighbours} if neighbours else {})},
              "normalisation": {"norm_neighbours": neighbours} if neighbours else {}, "temporal": {}, "none": {}}[stage]
     config = ResponseModel("cnn", "gaussian", 0, interaction=stage, **extra).validate()  # extras with defaults
-    g = torch.Generator().manual_seed(0)
-    # cortical positions on 3 planes over a field of view scaled with n (the twin's density)
-    side = (n / 1000) ** 0.5
-    positions = torch.stack([torch.rand(n, generator=g) * 800 * side, torch.rand(n, generator=g) * 500 * side,
-                             torch.randint(0, 3, (n,), generator=g).float() * 50 + 200], 1)
+    positions = cortical_positions(n)
     start = time.perf_counter()
     net = build_network("cnn", "gaussian", config, n, (36, 64), positions=positions, interaction=stage)
     build_seconds = time.perf_counter() - start
