@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklearn.metrics import adjusted_rand_score
+
 from v1nb.cluster import dec_answers as DA
 
 
@@ -91,3 +93,37 @@ def test_agreement_text_calls_a_partition_settled_by_the_stated_rule():
     table.loc[1, "agreement"] = 0.8
     assert "does move neurons" in DA.agreement_text(table)
     assert "nothing is compared" in DA.agreement_text(table.iloc[:1])
+
+
+def _cigars(seed, n=240):
+    """Two seeds' "embeddings": three thin parallel clusters along an oblique direction, far from the origin
+    (so unit-normalising keeps their shape) — the case diagonal scales cannot describe."""
+    rng = np.random.default_rng(seed)
+    d = 6
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))[0]
+    truth = np.arange(n) % 3
+    x = np.column_stack([1.0 * rng.normal(size=n), (truth - 1.0) * 1.0 + 0.08 * rng.normal(size=n),
+                         0.08 * rng.normal(size=(n, d - 2))]) @ basis.T
+    x[:, 0] += 40.0  # far from the origin: normalising rows is close to a uniform rescaling
+    return x, truth
+
+
+def test_em_drift_reports_each_start_before_and_after_em():
+    (x0, truth), (x1, _) = _cigars(0), _cigars(1)
+    table = DA.em_drift([x0, x1], 3, truth, inits=("kmeans", "spectral"), em_steps=20)
+    assert len(table) == 2 * 2 * 2 and set(table["stage"]) == {"start", "after EM"}
+    start = table[(table.init == "spectral") & (table.stage == "start")]
+    assert start["ari"].nunique() == 1  # the start does not depend on the scales
+    expected = np.mean([adjusted_rand_score(truth, DA.init_labels(x, 3, "spectral", random_state=s))
+                        for s, x in enumerate((x0, x1))])
+    assert start["ari"].iloc[0] == pytest.approx(expected)
+    after = table[table.stage == "after EM"].set_index(["init", "covariance"])["ari"]
+    # the full mixture keeps (here: completes) the good start, the diagonal one moves away from it
+    assert after[("spectral", "full")] >= start["ari"].iloc[0] > after[("spectral", "diagonal")]
+    none = DA.em_drift([x0, x1], 3, None, inits=("kmeans",), covariances=("full",), em_steps=2)
+    assert none["ari"].isna().all() and none["cross_seed_ari"].notna().all()
+
+
+def test_init_labels_rejects_an_unknown_initialiser():
+    with pytest.raises(ValueError, match="init='ward' must be one of"):
+        DA.init_labels(np.eye(4), 2, "ward")

@@ -239,3 +239,119 @@ def test_parallel_fine_tunes_are_loaded_from_the_cache_without_workers(tmp_path,
     assert all(m.history_["cached"] for m in again)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+# ------------------------------------------------------------------- full-covariance head, initialisers
+def parallel_cigars(n=300, k=3, d=6, seed=0, length=3.0, spacing=0.6):
+    """k long, thin clusters side by side along one oblique direction: the clusters differ across the
+    thin direction only, so neither k-means nor axis-aligned (diagonal) scales can describe them; a full
+    scale matrix per cluster can."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]          # an oblique frame
+    truth = np.arange(n) % k
+    long_ = length * rng.normal(size=n)                       # along basis[:, 0]
+    across = (truth - (k - 1) / 2) * spacing + 0.08 * rng.normal(size=n)  # along basis[:, 1]: the types
+    rest = 0.08 * rng.normal(size=(n, d - 2))
+    x = np.column_stack([long_, across, rest]) @ basis.T
+    return x.astype(np.float32), truth
+
+
+def em_from(x, labels, covariance, steps=30, alpha=100.0):
+    z = torch.as_tensor(x)
+    head = DECHead(3, x.shape[1], alpha=alpha, learn_scales=True, learn_weights=True, covariance=covariance)
+    init_mixture(head, z, head.init_from_labels(z, labels))
+    for _ in range(steps):
+        head.em_update(z)
+    return head, head.predict(z).numpy()
+
+
+def test_full_covariance_kernel_is_the_mahalanobis_student_t():
+    rng = np.random.default_rng(1)
+    head = DECHead(2, 3, alpha=5.0, learn_scales=True, covariance="full")
+    a = rng.normal(size=(2, 3, 3))
+    cov = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(3)
+    with torch.no_grad():
+        head.centres.copy_(torch.tensor(rng.normal(size=(2, 3)), dtype=torch.float32))
+        head.scale_tril.copy_(torch.linalg.cholesky(torch.tensor(cov, dtype=torch.float32)))
+    z = rng.normal(size=(7, 3)).astype(np.float32)
+    mu = head.centres.detach().numpy()
+    expected = np.stack([-(5.0 + 1) / 2 * np.log1p(np.einsum("nd,de,ne->n", z - mu[j], np.linalg.inv(cov[j]), z - mu[j]) / 5.0)
+                         - 0.5 * np.linalg.slogdet(cov[j])[1] for j in range(2)], 1)
+    np.testing.assert_allclose(head.log_kernel(torch.tensor(z)).detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_full_covariance_em_keeps_elongated_clusters_that_diagonal_scales_lose():
+    """Why the chapters' DEC uses covariance='full' (module docstring of v1nb.models.dec, *Scales*)."""
+    x, truth = parallel_cigars()
+    _, full = em_from(x, truth, "full")
+    _, diag = em_from(x, truth, "diagonal")
+    assert adjusted_rand_score(truth, full) > 0.95
+    assert adjusted_rand_score(truth, diag) < adjusted_rand_score(truth, full) - 0.3
+    km = KMeans(3, n_init=20, random_state=0).fit_predict(x)
+    assert adjusted_rand_score(truth, km) < 0.5  # and k-means, the recipe's start, misses them
+
+
+def test_dec_term_starts_from_a_gmm_and_keeps_the_planted_partition():
+    # shorter cigars, wider apart: a case a Gaussian mixture finds (ARI 1.0) and diagonal EM loses (0.51)
+    x, truth = parallel_cigars(seed=1, length=1.0, spacing=1.0)
+    net = EmbeddingNet(x, DECHead(3, x.shape[1], alpha=100.0, learn_scales=True, learn_weights=True,
+                                  covariance="full", update_interval=10))
+    term = DECTerm(beta=1.0, normalise=False, init="gmm", random_state=0)
+    trainer = types.SimpleNamespace(network=net, step=0, epoch=1)
+    term.on_fit_start(trainer)
+    opt = torch.optim.Adam([net.w], lr=0.003)
+    for _ in range(50):
+        loss = term.loss(Batch(None, None, torch.arange(10), 100), trainer)
+        opt.zero_grad()
+        loss.backward()
+        assert torch.isfinite(net.w.grad).all()
+        opt.step()
+        trainer.step += 1
+        term.on_step_end(trainer)
+    assert adjusted_rand_score(truth, net.head.predict(net.w.detach()).numpy()) > 0.95
+
+
+def test_init_from_labels_fills_an_empty_cluster():
+    x, truth = parallel_cigars(n=30)
+    head = DECHead(3, x.shape[1], learn_scales=True)
+    labels = head.init_from_labels(torch.as_tensor(x), np.where(truth == 2, 0, truth))  # cluster 2 empty
+    assert sorted(np.unique(labels)) == [0, 1, 2] and np.isfinite(head.centres.detach().numpy()).all()
+    with pytest.raises(ValueError, match="labels must be 30 integers"):
+        head.init_from_labels(torch.as_tensor(x), np.full(30, 3))
+
+
+def test_full_covariance_fine_tune_is_cached_and_reloaded(tmp_path):
+    ds = toy_dataset(n_neurons=12)
+    parent = fit(ds, "cnn", "gaussian", seed=0, cache_dir=tmp_path, **FAST)
+    first = finetune_dec(ds, parent, n_clusters=2, beta=0.5, epochs=2, cache_dir=tmp_path, covariance="full",
+                         init="gmm")
+    d = first.embeddings().shape[1]
+    assert first.network_.head.scale_tril.shape == (2, d, d) and first.network_.head.alpha == 100.0
+    again = finetune_dec(ds, parent, n_clusters=2, beta=0.5, epochs=2, cache_dir=tmp_path, covariance="full",
+                         init="gmm")
+    assert first.history_["cached"] is False and again.history_["cached"] is True
+    torch.testing.assert_close(again.network_.head.scale_tril, first.network_.head.scale_tril)
+    np.testing.assert_array_equal(again.labels_, first.labels_)
+    spectral = finetune_dec(ds, parent, n_clusters=2, beta=0.5, epochs=2, cache_dir=tmp_path, covariance="full",
+                            init="spectral")
+    assert spectral.history_["cached"] is False  # the initialiser is part of the key
+    recipe = finetune_dec(ds, parent, n_clusters=2, beta=0.5, epochs=2, cache_dir=tmp_path)
+    assert recipe.network_.head.scale_tril is None and recipe.network_.head.log_scales is not None
+
+
+def test_covariance_and_init_requests_are_checked():
+    ds = toy_dataset(n_neurons=12)
+    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    with pytest.raises(ValueError, match="covariance='round' must be one of"):
+        dec_job(parent, 2, covariance="round")
+    with pytest.raises(ValueError, match="init='ward' must be one of"):
+        dec_job(parent, 2, init="ward")
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        DECHead(2, 3, learn_scales=True, covariance="round")
+    with pytest.raises(ValueError, match="needs learn_scales=True"):
+        DECHead(2, 3, covariance="full")
+    rot = ResponseModel("rotation", "gaussian", 0, **FAST).fit(ds)
+    with pytest.raises(ValueError, match="diagonal scales only"):
+        dec_job(rot, 2, rotation="marginalise", covariance="full")
+    with pytest.raises(ValueError, match="shift-invariant k-means only"):
+        dec_job(rot, 2, rotation="marginalise", init="gmm")

@@ -7,8 +7,15 @@ Scores (all from the same labels): ARI / AMI to the true types over all neurons 
 *reliable* ones (oracle correlation ≥ 0.5, :func:`v1nb.cluster.embedding_clustering.reliable_mask`),
 and **cross-seed ARI**: the mean ARI between the labels of every pair of seeds (the same neurons in
 every fit). "Pre" labels are k-means (20 restarts) of the pre-trained model's unit-normalised
-embeddings — the k-means initialisation DEC starts from; "DEC" labels are the fine-tuned head's
-hard assignments argmax_j q_nj.
+embeddings (the issue's baseline and the recipe's initialisation); "init" labels are the partition
+the fine-tune starts from (k-means, a full-covariance GMM or spectral clustering of the same
+embeddings, :class:`v1nb.models.dec.DECTerm`), so that DEC is compared both with k-means and with its
+own start; "DEC" labels are the fine-tuned head's hard assignments argmax_j q_nj.
+
+Why the mixture's scales matter (:func:`em_drift`): the head is a Student-t mixture updated by EM
+after every step. Started from a partition, EM moves it to the nearest fixed point of the mixture
+family; a diagonal-scale family and a full-covariance one have different fixed points, and the
+table shows, without any training, which partitions survive.
 
 Orientation (rotation core): the true preferred orientation θ_n ∈ [0, π) is an axial angle, so its
 spread within a cluster is measured on the doubled angle, 1 − R̄ with R̄ = |mean_n exp(2iθ_n)| (0: one
@@ -50,6 +57,77 @@ def kmeans_labels(embeddings, k: int, random_state: int = 0) -> np.ndarray:
     return KMeans(k, n_init=20, random_state=random_state).fit_predict(x).astype(np.intp)
 
 
+def init_labels(embeddings, k: int, init: str = "kmeans", random_state: int = 0, n_init: int = 20) -> np.ndarray:
+    """The partition (N,) a DEC fine-tune with ``init`` starts from (:func:`v1nb.models.dec.initial_partition`).
+
+    The embeddings are normalised as the fine-tune's head sees them (float32 rows scaled to unit length,
+    :func:`v1nb.models.dec.normalise_rows`), so the labels are the fine-tune's own starting labels.
+    """
+    import torch
+
+    from v1nb.models.dec import initial_partition, normalise_rows
+
+    w = torch.as_tensor(np.asarray(getattr(embeddings, "values", embeddings)), dtype=torch.float32)
+    x = normalise_rows(w.reshape(w.shape[0], -1)).double().numpy()
+    return initial_partition(x, k, init, random_state, n_init)
+
+
+def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequence[str] = ("kmeans", "gmm", "spectral"),
+             covariances: Sequence[str] = ("diagonal", "full"), em_steps: int = 20,
+             alpha: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Where the head's EM takes each starting partition, for each kind of scales (no training).
+
+    For every seed's embeddings, start partition (``inits``) and covariance: centres and scales from
+    the partition (:meth:`DECHead.init_from_labels`, :func:`v1nb.models.dec.init_mixture`), then
+    ``em_steps`` EM steps of the Student-t mixture (what a fine-tune does before its first target,
+    and after every step), then the head's hard labels.
+
+    Parameters
+    ----------
+    embeddings : sequence of arrays (N, D) or DataArrays, one per seed
+    k : int
+    truth : array (N,) or None
+    inits, covariances : sequences of names
+    em_steps : int
+    alpha : mapping covariance → α, optional
+        Default: D for diagonal scales, :data:`v1nb.models.dec.FULL_COVARIANCE_ALPHA` for full ones
+        (the defaults of :func:`v1nb.models.dec.dec_job`).
+
+    Returns
+    -------
+    DataFrame
+        One row per (init, covariance, stage ∈ {"start", "after EM"}): ``ari`` (mean over seeds; NaN
+        without truth), ``cross_seed_ari``.
+    """
+    import torch
+
+    from v1nb.cluster.head import DECHead
+    from v1nb.models.dec import FULL_COVARIANCE_ALPHA, init_mixture
+
+    xs = [unit_rows(np.asarray(getattr(e, "values", e))) for e in embeddings]
+    dim = xs[0].shape[1]
+    alphas = {"diagonal": float(dim), "full": FULL_COVARIANCE_ALPHA, **(alpha or {})}
+    rows = []
+    for init in inits:
+        starts = [init_labels(x, k, init, random_state=seed) for seed, x in enumerate(xs)]
+        ends: dict[str, list] = {c: [] for c in covariances}
+        for x, start in zip(xs, starts):
+            z = torch.as_tensor(x, dtype=torch.float32)
+            for cov in covariances:
+                head = DECHead(k, dim, alpha=alphas[cov], learn_scales=True, learn_weights=True, covariance=cov)
+                labels = head.init_from_labels(z, start)
+                init_mixture(head, z, labels)
+                for _ in range(em_steps):
+                    head.em_update(z)
+                ends[cov].append(head.predict(z).numpy())
+        for cov in covariances:
+            for stage, labs in (("start", starts), ("after EM", ends[cov])):
+                ari = (float(np.mean([adjusted_rand_score(truth, lab) for lab in labs])) if truth is not None
+                       else np.nan)
+                rows.append(dict(init=init, covariance=cov, stage=stage, ari=ari, cross_seed_ari=cross_seed(labs)[0]))
+    return pd.DataFrame(rows)
+
+
 def cross_seed(labels: Sequence[np.ndarray]) -> tuple[float, float]:
     """Mean and s.d. of the ARI between the labels of every pair of seeds (NaN with fewer than two)."""
     aris = [adjusted_rand_score(a, b) for a, b in combinations(labels, 2)]
@@ -72,24 +150,30 @@ def _se(x) -> float:
 
 # ------------------------------------------------------------------------------ dec_improves
 def before_after(ds, parents: Sequence, tuned: Sequence, k: int, truth: np.ndarray | None,
-                 reliable: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per seed and stage ("pre" k-means, "dec" head labels, "dec+kmeans" k-means of the fine-tuned
-    embeddings): ARI/AMI (all, reliable), test correlation; and per stage the cross-seed ARI.
+                 reliable: np.ndarray | None, init: str = "kmeans") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per seed and stage ("pre" k-means, "init" the fine-tune's starting partition — only when ``init``
+    is not k-means —, "dec" head labels, "dec+kmeans" k-means of the fine-tuned embeddings): ARI/AMI
+    (all, reliable), test correlation; and per stage the cross-seed ARI.
 
     Returns
     -------
     scores : DataFrame (stage, seed, ari, ami, ari_reliable, ami_reliable, corr, feve)
     consistency : DataFrame (stage, cross_seed_ari, cross_seed_ari_sd)
     """
-    rows, labels = [], {"pre": [], "dec": [], "dec+kmeans": []}
+    stages = ["pre"] + (["init"] if init != "kmeans" else []) + ["dec", "dec+kmeans"]
+    rows, labels = [], {stage: [] for stage in stages}
     for parent, model in zip(parents, tuned):
         corr_pre, feve_pre = mean_test_corr(parent, ds)
         corr_dec, feve_dec = mean_test_corr(model, ds)
         stage_labels = {"pre": kmeans_labels(parent.embeddings(), k), "dec": np.asarray(model.labels_),
                         "dec+kmeans": kmeans_labels(model.embeddings(), k)}
-        for stage, lab in stage_labels.items():
+        if init != "kmeans":
+            # the fine-tune's own start, with its seed (DECTerm uses random_state = the model's seed)
+            stage_labels["init"] = init_labels(parent.embeddings(), k, init, random_state=int(model.random_state))
+        for stage in stages:
+            lab = stage_labels[stage]
             labels[stage].append(lab)
-            corr, feve = (corr_pre, feve_pre) if stage == "pre" else (corr_dec, feve_dec)
+            corr, feve = (corr_pre, feve_pre) if stage in ("pre", "init") else (corr_dec, feve_dec)
             rows.append(dict(stage=stage, seed=int(parent.random_state), **score_labels(lab, truth, reliable),
                              corr=corr, feve=feve))
     cons = [dict(stage=s, **dict(zip(("cross_seed_ari", "cross_seed_ari_sd"), cross_seed(v))))

@@ -20,10 +20,12 @@ is the sharpened target, recomputed from all neurons every T optimiser steps
 scale of the prediction loss (√(N_train/B) · Σ over B trials and N neurons of the Poisson loss), so
 β weighs the mean KL per neuron against the mean Poisson loss per neuron and trial.
 
-The clustering phase starts at the start of the fine-tune (:meth:`DECTerm.on_fit_start`): k-means
-with ``n_init`` restarts on the embeddings of the parent gives the centres, ``init_em`` EM steps of
-the Student-t mixture then fit scales and weights before the first target is computed (with σ = 1
-on unit vectors the kernel is almost flat and the first target would be nearly uniform). After
+The clustering phase starts at the start of the fine-tune (:meth:`DECTerm.on_fit_start`): a
+partition of the parent's embeddings gives the centres — k-means with ``n_init`` restarts (the
+recipe, ``init="kmeans"``), a full-covariance Gaussian mixture (``"gmm"``, ``n_init`` restarts) or
+spectral clustering (``"spectral"``) — and ``init_em`` EM steps of the Student-t mixture then fit
+scales and weights before the first target is computed (with σ = 1 on unit vectors the kernel is
+almost flat and the first target would be nearly uniform). After
 every optimiser step one EM step (:meth:`DECHead.em_update`) moves centres, scales and weights to
 the current embeddings (:meth:`DECTerm.on_step_end`). β ramps up linearly over ``warmup`` epochs:
 β_e = β · min(1, e / warmup) in epoch e = 1, 2, ... (``warmup=0``: full β from the first epoch).
@@ -55,6 +57,14 @@ Rotation-equivariant core (embeddings ``(R, F)`` per neuron, rotation-major): ``
       ``method="align"``) and the aligned, flattened embeddings are clustered by the plain head;
     * ``"ignore"``: the plain head on the flattened ``R·F`` embedding.
 
+Scales: diagonal or full (``covariance``)
+    The recipe's mixture has a diagonal scale per cluster. On readout embeddings that is the
+    limiting choice, not the initialisation: on the default twin's CNN embeddings (three seeds,
+    K = 6) 20 EM steps of the diagonal mixture take a k-means, GMM or spectral partition (ARI 0.17 /
+    0.39 / 0.44 to the true types) to the same k-means-like partition (ARI 0.16), while the mixture
+    with a full scale matrix per cluster (:class:`v1nb.cluster.head.DECHead`, ``covariance="full"``)
+    keeps the good ones. The recipe stays the default of :func:`dec_job`; the chapters choose.
+
 Normalisation
     ``normalise=True`` (the default) clusters directions: z_n = w_n / ‖w_n‖. A readout vector's
     length is the neuron's gain (set by firing rate and signal-to-noise), not its type — the issue's
@@ -83,6 +93,36 @@ from v1nb.models.model import ResponseModel
 from v1nb.models.objectives import Batch, PredictionLoss, Regularisation, Term
 
 ROTATION_MODES = ("ignore", "marginalise", "align")
+#: Partitions that start the clustering phase (:class:`DECTerm` ``init``).
+INITS = ("kmeans", "gmm", "spectral")
+#: Default α of a full-covariance head. With α = D (the diagonal head's default, ν = 1) the full
+#: mixture collapses during fine-tuning (default twin, CNN, three seeds, K = 6, frozen core, GMM
+#: start: ARI to the true types 0.07, cross-seed ARI 0.08); at α = 100 and 1,000 it keeps the
+#: partition (0.40 / 0.39, cross-seed 0.67 / 0.66): close to Gaussian tails.
+FULL_COVARIANCE_ALPHA = 100.0
+
+
+def initial_partition(x: np.ndarray, k: int, init: str = "kmeans", random_state: int = 0,
+                      n_init: int = 20) -> np.ndarray:
+    """The partition (N,) a fine-tune starts from: ``init`` of the head's input rows ``x`` (N, D).
+
+    ``"kmeans"`` (``n_init`` restarts), ``"gmm"`` (full covariance, ``n_init`` restarts) or
+    ``"spectral"`` (kNN graph, :func:`v1nb.cluster.embedding_clustering.cluster_labels`). A partition
+    may leave a cluster empty (:meth:`v1nb.cluster.head.DECHead.init_from_labels` refills it).
+    """
+    if init not in INITS:
+        raise ValueError(f"init={init!r} must be one of {INITS}")
+    if init == "kmeans":
+        from sklearn.cluster import KMeans
+
+        return KMeans(k, n_init=n_init, random_state=random_state).fit(x).labels_.astype(np.intp)
+    if init == "gmm":
+        from v1nb.cluster import GMMClustering
+
+        return GMMClustering(k, covariance_type="full", n_init=n_init, random_state=random_state).fit(x).labels_
+    from v1nb.cluster.embedding_clustering import cluster_labels
+
+    return cluster_labels(x, "spectral", k, random_state=random_state)
 
 
 def _embedding_shape(network, n_channels: int) -> tuple[int, ...]:
@@ -130,15 +170,17 @@ def _unroll_torch(z: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def init_mixture(head, z: torch.Tensor, labels: np.ndarray, min_scale: float = 1e-3) -> None:
-    """Scales and weights of the head's mixture from the hard k-means clusters (in place).
+    """Scales and weights of the head's mixture from the hard initial clusters (in place).
 
     :meth:`DECHead.init_centres` leaves σ = 1 and uniform π. On unit-normalised embeddings (all
     distances ≤ 2) that kernel is nearly flat, every responsibility is close to 1/K and EM merges
     the clusters into one (the degenerate fixed point of a mixture started from equal
     responsibilities). Starting from the clusters' own spread avoids it: σ_jd² = mean over the
     members of cluster j of (z_nd − μ_jd)² (the whole population's variance for a cluster with fewer
-    than two members), floored at ``min_scale``², and π_j = n_j / N. For the rotation head each
-    member enters aligned by its best shift to its own centre.
+    than two members), floored at ``min_scale``², or, for a full-covariance head, the members'
+    covariance matrix (regularised as :func:`v1nb.cluster.head.regularised_cholesky`), and
+    π_j = n_j / N. For the rotation head each member enters aligned by its best shift to its own
+    centre.
 
     Parameters
     ----------
@@ -161,6 +203,16 @@ def init_mixture(head, z: torch.Tensor, labels: np.ndarray, min_scale: float = 1
     mu = head.centres.reshape(head.n_clusters, -1)
     overall = flat.var(0, unbiased=False)
     counts = torch.bincount(labels_t, minlength=head.n_clusters).to(flat.dtype)
+    if getattr(head, "scale_tril", None) is not None:
+        from v1nb.cluster.head import regularised_cholesky
+
+        centred_all = flat - flat.mean(0)
+        cov = torch.empty(head.n_clusters, flat.shape[1], flat.shape[1], dtype=flat.dtype, device=flat.device)
+        for j in range(head.n_clusters):
+            members = flat[labels_t == j]
+            d = members - mu[j] if len(members) >= 2 else centred_all
+            cov[j] = d.T @ d / len(d)
+        head.scale_tril.copy_(regularised_cholesky(cov, min_scale))
     if head.log_scales is not None:
         var = torch.empty_like(mu)
         for j in range(head.n_clusters):
@@ -183,7 +235,11 @@ class DECTerm(Term):
     normalise : bool
         Cluster the unit-normalised embeddings (see the module docstring).
     n_init : int
-        k-means restarts of the initialisation.
+        Restarts of the initialisation (k-means or Gaussian mixture).
+    init : {"kmeans", "gmm", "spectral"}
+        The partition of the parent's embeddings that gives the initial centres: k-means (the
+        recipe), a full-covariance Gaussian mixture, or spectral clustering (kNN graph); the
+        rotation-marginalised head starts from shift-invariant k-means only.
     init_em : int
         EM steps of the mixture after k-means, before the first target.
     align : bool
@@ -203,9 +259,11 @@ class DECTerm(Term):
     name = "dec"
 
     def __init__(self, beta: float = 1.0, warmup: int = 0, normalise: bool = True, n_init: int = 20,
-                 init_em: int = 20, align: bool = False, random_state: int = 0):
+                 init_em: int = 20, align: bool = False, random_state: int = 0, init: str = "kmeans"):
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta={beta!r} must be a finite number >= 0")
+        if init not in INITS:
+            raise ValueError(f"init={init!r} must be one of {INITS}")
         for label, value, low in (("warmup", warmup, 0), ("n_init", n_init, 1), ("init_em", init_em, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{label}={value!r} must be an int >= {low}")
@@ -216,6 +274,7 @@ class DECTerm(Term):
         self.init_em = int(init_em)
         self.align = bool(align)
         self.random_state = int(random_state)
+        self.init = init
         self._shifts: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ embeddings the head sees
@@ -266,11 +325,23 @@ class DECTerm(Term):
             self._shifts = torch.as_tensor(alignment_shifts(z3, head.n_clusters, self.n_init, self.random_state))
         with torch.no_grad():
             z = self.head_input(network).detach()
-            labels = head.init_centres(z, n_init=self.n_init, random_state=self.random_state)
+            labels = self.initial_labels(head, z)
             init_mixture(head, z, labels)
             for _ in range(self.init_em):
                 head.em_update(z)
             head.update_target(z)
+
+    def initial_labels(self, head, z: torch.Tensor) -> np.ndarray:
+        """Set the head's centres from the ``init`` partition of ``z`` (the head's input); return its labels (N,)."""
+        from v1nb.cluster.head import RotationMarginalisedDECHead
+
+        if self.init == "kmeans":
+            return head.init_centres(z, n_init=self.n_init, random_state=self.random_state)
+        if isinstance(head, RotationMarginalisedDECHead):
+            raise ValueError(f"init={self.init!r}: the rotation-marginalised head starts from shift-invariant "
+                             "k-means only (init='kmeans')")
+        x = z.reshape(z.shape[0], -1).detach().cpu().double().numpy()
+        return head.init_from_labels(z, initial_partition(x, head.n_clusters, self.init, self.random_state, self.n_init))
 
     def loss(self, batch: Batch, trainer) -> torch.Tensor:
         head = self._head(trainer)
@@ -302,7 +373,8 @@ def _check_parent(parent: ResponseModel, rotation: str) -> None:
 def dec_job(parent: ResponseModel, n_clusters: int = 6, beta: float = 1.0, warmup: int = 0, joint: bool = True,
             core_trainable: bool = True, epochs: int = 10, lr: float = 0.003, rotation: str = "ignore",
             update_interval: int = 40, n_init: int = 20, init_em: int = 20, normalise: bool = True,
-            alpha: float | None = None, seed: int | None = None, **settings: Any) -> dict[str, Any]:
+            alpha: float | None = None, seed: int | None = None, covariance: str = "diagonal",
+            init: str = "kmeans", **settings: Any) -> dict[str, Any]:
     """Keyword arguments of :func:`v1nb.models.fit` (a :func:`v1nb.models.fit_many` job) for one DEC fine-tune.
 
     Parameters
@@ -329,10 +401,16 @@ def dec_job(parent: ResponseModel, n_clusters: int = 6, beta: float = 1.0, warmu
     n_init, init_em, normalise
         As :class:`DECTerm`.
     alpha : float, optional
-        Student-t parameter α of the head (default: the embedding dimension D; see *Kernel* in the
-        module docstring — DEC's α = 1 makes the per-cluster-scale mixture collapse).
+        Student-t parameter α of the head (default: the embedding dimension D for diagonal scales, see
+        *Kernel* in the module docstring — DEC's α = 1 makes the per-cluster-scale mixture collapse;
+        :data:`FULL_COVARIANCE_ALPHA` for full ones).
     seed : int, optional
-        ``random_state`` of the fine-tune (default: the parent's) and of its k-means.
+        ``random_state`` of the fine-tune (default: the parent's) and of its initial partition.
+    covariance : {"diagonal", "full"}
+        Scales of the head's mixture (model setting ``dec_covariance``; see *Scales* in the module
+        docstring). ``"full"`` needs a plain head (not ``rotation="marginalise"``).
+    init : {"kmeans", "gmm", "spectral"}
+        Initial partition (:class:`DECTerm`).
     **settings
         Further model settings (override the parent's).
     """
@@ -343,11 +421,22 @@ def dec_job(parent: ResponseModel, n_clusters: int = 6, beta: float = 1.0, warmu
         raise ValueError(f"epochs={epochs!r} must be an int >= 1")
     seed = parent.random_state if seed is None else int(seed)
     dim = int(np.prod(parent.embeddings().shape[1:]))
-    alpha = float(dim) if alpha is None else float(alpha)
+    if alpha is None:
+        alpha = FULL_COVARIANCE_ALPHA if covariance == "full" else float(dim)
+    alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha={alpha!r} must be a finite number > 0")
+    from v1nb.cluster.head import COVARIANCES
+
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance={covariance!r} must be one of {COVARIANCES}")
+    if covariance == "full" and rotation == "marginalise":
+        raise ValueError("covariance='full' needs a plain head: rotation='marginalise' has diagonal scales only")
+    if init != "kmeans" and rotation == "marginalise":
+        raise ValueError(f"init={init!r}: rotation='marginalise' starts from shift-invariant k-means only")
     term = DECTerm(beta, warmup=warmup, normalise=normalise, n_init=n_init, init_em=init_em,
-                   align=rotation == "align", random_state=seed)
+                   align=rotation == "align", random_state=seed, init=init)
+    settings = {"dec_covariance": covariance, **settings}
     loss_name = parent.config_.loss if hasattr(parent, "config_") else "poisson"
     terms = [PredictionLoss(loss_name), Regularisation(), term] if joint else [term]
     trainable = ("all" if core_trainable else "no_core") if joint else "readout+head"

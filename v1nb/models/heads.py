@@ -14,12 +14,12 @@ from v1nb.cluster.head import DECHead, RotationMarginalisedDECHead
 from v1nb.models.registry import HEADS
 
 _DEC_SETTINGS = {"n_clusters": 6, "dec_alpha": 1.0, "dec_learn_scales": True, "dec_learn_weights": True,
-                 "dec_update_interval": 40}
+                 "dec_update_interval": 40, "dec_covariance": "diagonal"}
 
 
 @HEADS.register("dec", extra_settings=_DEC_SETTINGS)
 def build_dec(config, embedding_shape: Sequence[int]) -> DECHead:
-    """A :class:`DECHead` (Student-t mixture with per-cluster diagonal scales and weights) on flat embeddings.
+    """A :class:`DECHead` (Student-t mixture with per-cluster diagonal or full scales, and weights) on flat embeddings.
 
     Parameters
     ----------
@@ -31,7 +31,7 @@ def build_dec(config, embedding_shape: Sequence[int]) -> DECHead:
         d *= int(size)
     return DECHead(config.get("n_clusters"), d, alpha=config.get("dec_alpha"),
                    learn_scales=config.get("dec_learn_scales"), learn_weights=config.get("dec_learn_weights"),
-                   update_interval=config.get("dec_update_interval"))
+                   update_interval=config.get("dec_update_interval"), covariance=config.get("dec_covariance"))
 
 
 @HEADS.register("dec_rotation", extra_settings=_DEC_SETTINGS)
@@ -44,4 +44,5 @@ def build_dec_rotation(config, embedding_shape: Sequence[int]) -> RotationMargin
     return RotationMarginalisedDECHead(config.get("n_clusters"), R, F, alpha=config.get("dec_alpha"),
                                        learn_scales=config.get("dec_learn_scales"),
                                        learn_weights=config.get("dec_learn_weights"),
-                                       update_interval=config.get("dec_update_interval"))
+                                       update_interval=config.get("dec_update_interval"),
+                                       covariance=config.get("dec_covariance"))
