@@ -52,6 +52,14 @@ def test_improves_verdict_rule():
     assert DA.improves_verdict(scores([0.2, 0.25, 0.3], [0.2, 0.26, 0.3]), flat, 0.6)["verdict"] == "no"
     nan = DA.improves_verdict(scores([np.nan] * 3, [np.nan] * 3), cons, np.nan)
     assert nan["verdict"] == "yes" and nan["beats_best_classical"] is None and np.isnan(nan["gain_truth"])
+    assert yes["gain_truth_vs_init"] == pytest.approx(0.2) and yes["gain_cross_seed_vs_init"] == pytest.approx(0.3)
+    # with an "init" stage (a start other than k-means) the second pair of gains is against it
+    with_init = pd.concat([scores([0.2, 0.25, 0.3], [0.4, 0.45, 0.5]),
+                           pd.DataFrame(dict(stage=["init"] * 3, seed=[0, 1, 2], ari=[0.38, 0.44, 0.5]))])
+    cons_init = pd.concat([cons, pd.DataFrame(dict(stage=["init"], cross_seed_ari=[0.55], cross_seed_ari_sd=[0.05]))])
+    answer = DA.improves_verdict(with_init, cons_init, 0.35)
+    assert answer["verdict"] == "yes"  # the rule stays against k-means
+    assert answer["gain_truth_vs_init"] == pytest.approx(0.01) and answer["gain_cross_seed_vs_init"] == pytest.approx(0.05)
 
 
 def test_parameters_are_checked():

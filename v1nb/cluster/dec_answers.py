@@ -189,7 +189,8 @@ def improves_verdict(scores: pd.DataFrame, consistency: pd.DataFrame, best_class
     ARI, which has one value per pair, the pair s.d.). "yes" when both gains count, "partly" when
     one does, "no" otherwise; without ground truth only the cross-seed gain decides. Also whether
     DEC beats the best classical pipeline on the pre-trained embeddings (mean DEC ARI >
-    ``best_classical_ari``).
+    ``best_classical_ari``), and both gains against the fine-tune's own starting partition (the
+    "init" stage; the k-means "pre" stage when the fine-tune starts from k-means).
     """
     pre = scores[scores.stage == "pre"].set_index("seed")
     dec = scores[scores.stage == "dec"].set_index("seed")
@@ -206,8 +207,14 @@ def improves_verdict(scores: pd.DataFrame, consistency: pd.DataFrame, best_class
     verdict = "yes" if all(counted) else "partly" if any(counted) else "no"
     ari_dec = float(np.nanmean(dec["ari"])) if truth_known else np.nan
     beats = (bool(ari_dec > best_classical_ari) if truth_known and np.isfinite(best_classical_ari) else None)
+    # against the fine-tune's own start ("init" stage; k-means, i.e. "pre", when it has none)
+    start = "init" if "init" in set(scores["stage"]) else "pre"
+    init = scores[scores.stage == start].set_index("seed")
+    gain_init = float(np.nanmean((dec["ari"] - init["ari"]).to_numpy(dtype=float))) if truth_known else np.nan
+    gain_cons_init = float(c.loc["dec", "cross_seed_ari"] - c.loc[start, "cross_seed_ari"])
     return dict(verdict=verdict, gain_truth=gain_truth, gain_truth_se=se, gain_cross_seed=gain_cons,
-                truth_counts=bool(truth_counts), cross_seed_counts=cons_counts, beats_best_classical=beats)
+                truth_counts=bool(truth_counts), cross_seed_counts=cons_counts, beats_best_classical=beats,
+                gain_truth_vs_init=gain_init, gain_cross_seed_vs_init=gain_cons_init)
 
 
 # ------------------------------------------------------------------------------ dec_tradeoff
