@@ -135,3 +135,16 @@ def test_em_drift_reports_each_start_before_and_after_em():
 def test_init_labels_rejects_an_unknown_initialiser():
     with pytest.raises(ValueError, match="init='ward' must be one of"):
         DA.init_labels(np.eye(4), 2, "ward")
+
+
+def test_drift_text_states_what_em_did_to_the_best_start():
+    drift = pd.DataFrame(dict(init=["kmeans"] * 4 + ["spectral"] * 4,
+                              covariance=["diagonal", "diagonal", "full", "full"] * 2,
+                              stage=["start", "after EM"] * 4,
+                              ari=[0.17, 0.16, 0.17, 0.19, 0.44, 0.16, 0.44, 0.46],
+                              cross_seed_ari=[0.5] * 8))
+    text = DA.drift_text(drift)
+    assert text.startswith("the best start, spectral (ARI to the true types 0.44)")
+    assert "diagonal scales moves it away (0.16)" in text and "full scales keeps it (0.46)" in text
+    no_truth = DA.drift_text(drift.assign(ari=np.nan))
+    assert "cross-seed ARI" in no_truth

@@ -149,6 +149,26 @@ def _se(x) -> float:
 
 
 # ------------------------------------------------------------------------------ dec_improves
+def drift_text(drift: pd.DataFrame, tolerance: float = MIN_GAIN) -> str:
+    """One sentence on what the mixture's EM did to the best starting partition (rule stated in it).
+
+    The best start is the one with the highest ARI to the true types (without truth: the highest
+    cross-seed ARI); for each kind of scales EM "keeps" it when the score after EM is at least the
+    start's minus ``tolerance``, else it "moves it away".
+    """
+    score = "ari" if drift["ari"].notna().any() else "cross_seed_ari"
+    start = drift[drift.stage == "start"].drop_duplicates("init").set_index("init")[score]
+    best = str(start.idxmax())
+    after = drift[(drift.stage == "after EM") & (drift.init == best)].set_index("covariance")[score]
+    parts = []
+    for cov, value in after.items():
+        verb = "keeps it" if value >= start[best] - tolerance else "moves it away"
+        parts.append(f"{cov} scales {verb} ({value:.2f})")
+    name = "ARI to the true types" if score == "ari" else "cross-seed ARI"
+    return (f"the best start, {best} ({name} {start[best]:.2f}): EM with " + ", with ".join(parts)
+            + f" (kept: within {tolerance:g} of the start)")
+
+
 def before_after(ds, parents: Sequence, tuned: Sequence, k: int, truth: np.ndarray | None,
                  reliable: np.ndarray | None, init: str = "kmeans") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per seed and stage ("pre" k-means, "init" the fine-tune's starting partition — only when ``init``
