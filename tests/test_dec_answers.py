@@ -148,3 +148,13 @@ def test_drift_text_states_what_em_did_to_the_best_start():
     assert "diagonal scales moves it away (0.16)" in text and "full scales keeps it (0.46)" in text
     no_truth = DA.drift_text(drift.assign(ari=np.nan))
     assert "cross-seed ARI" in no_truth
+
+
+def test_beta_invariance_text_applies_its_rule():
+    ref = np.full((4, 3), 2.0)
+    same = DA.beta_invariance_text(ref, ref + 1e-4, 0.45, 0.45)
+    assert "β does not matter" in same
+    other = ref.copy()
+    other[0, 0] = 5.0
+    text = DA.beta_invariance_text(ref, other, 0.456, 0.450)
+    assert "1.50 times the mean predicted rate" in text and "β still changes" in text and "0.450 against 0.456" in text

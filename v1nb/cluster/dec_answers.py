@@ -331,6 +331,36 @@ def label_agreement(tuned: Mapping[tuple[str, float, int], object], mode: str = 
 SETTLED_AGREEMENT = 0.95
 
 
+#: relative prediction difference below which two DEC-only fine-tunes count as the same model
+SAME_PREDICTION = 1e-3
+
+
+def beta_invariance_text(reference: np.ndarray, other: np.ndarray, corr_reference: float, corr_other: float,
+                         tolerance: float = SAME_PREDICTION) -> str:
+    """Does DEC-only depend on β? One sentence from two fine-tunes that differ only in β.
+
+    With Adam a constant factor on the loss leaves the steps unchanged wherever the gradients dwarf
+    Adam's ε; the rule calls the two fits the same when their predictions differ by at most
+    ``tolerance`` relative to the mean predicted rate (largest difference over trials and neurons).
+
+    Parameters
+    ----------
+    reference, other : arrays (trial, neuron)
+        Test predictions of the fine-tune at the reference β and at the other β.
+    corr_reference, corr_other : float
+        Their mean test correlations.
+    """
+    scale = float(np.mean(np.abs(reference)))
+    relative = float(np.max(np.abs(np.asarray(other) - np.asarray(reference)))) / max(scale, 1e-12)
+    if relative <= tolerance:
+        return (f"its predictions differ by at most {relative:.1e} of the mean predicted rate: with Adam, "
+                "β does not matter for DEC-only")
+    return (f"its predictions differ by up to {relative:.2f} times the mean predicted rate (mean test correlation "
+            f"{corr_other:.3f} against {corr_reference:.3f}): Adam's steps ignore a constant factor on the loss "
+            "only where the gradients dwarf its ε, and some embeddings' gradients do not, so β still changes "
+            "DEC-only")
+
+
 def agreement_text(agreement: pd.DataFrame) -> str:
     """What :func:`label_agreement` says, by a stated rule: the partition is *settled* when at least
     :data:`SETTLED_AGREEMENT` of the neurons (mean over seeds) keep their cluster at the largest β."""
