@@ -336,3 +336,17 @@ def test_code_fingerprint_ignores_comments_and_docstrings():
     assert source_fingerprint(code) == source_fingerprint(same)
     assert source_fingerprint(code) != source_fingerprint(edited)
     assert source_fingerprint(only_doc) == source_fingerprint("class A:\n    pass\n")
+
+
+def test_code_fingerprint_covers_the_code_a_dec_fine_tune_runs():
+    """A DEC fine-tune with init='gmm' or 'spectral' runs v1nb.cluster's wrappers: their source keys the fit."""
+    from pathlib import Path
+
+    from v1nb.cluster import embedding_clustering, wrappers
+    from v1nb.models import cache, dec
+
+    files, functions = cache.fingerprinted_code()
+    resolved = {Path(f).resolve() for f in files}
+    assert Path(wrappers.__file__).resolve() in resolved
+    assert Path(dec.__file__).resolve().parent in resolved  # v1nb/models/ as a folder
+    assert embedding_clustering.cluster_labels in functions

@@ -13,8 +13,9 @@ The key (:func:`cache_key`) is a SHA-256 of
   parent's key;
 - the versions of v1nb and torch and a fingerprint of the code a fit runs
   (:func:`code_fingerprint`: all of ``v1nb/models/`` with its subfolders, the metric that drives
-  early stopping and the clustering heads of :mod:`v1nb.cluster.head`; comments and docstrings do
-  not count — :mod:`v1nb.fingerprint`, shared with the chapter runner).
+  early stopping, the clustering heads of :mod:`v1nb.cluster.head` and the clusterings a DEC
+  fine-tune may start from, :func:`fingerprinted_code`; comments and docstrings do not count —
+  :mod:`v1nb.fingerprint`, shared with the chapter runner).
 
 Entries are written atomically (:func:`v1nb.io.atomic_path`), under a per-key lock
 (:func:`entry_lock`) so that a second process asking for the same fit waits and then reuses it
@@ -117,14 +118,28 @@ def data_fingerprint(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """Fingerprint of the code a fit runs: ``v1nb/models/**``, the early-stopping metric, the clustering heads."""
+def fingerprinted_code() -> tuple[list[Path], list]:
+    """The files and single functions whose source keys every fit (:func:`code_fingerprint`).
+
+    ``v1nb/models/**``; the clustering heads (:mod:`v1nb.cluster.head`); the clusterings a DEC
+    fine-tune starts from (``init="gmm"`` / ``"spectral"``: :mod:`v1nb.cluster.wrappers`, its
+    input checks, and :func:`v1nb.cluster.embedding_clustering.cluster_labels`); the metric that
+    drives early stopping.
+    """
     from v1nb import metrics
+    from v1nb.cluster import embedding_clustering
 
     models = Path(__file__).parent
-    heads = models.parent / "cluster" / "head.py"
-    return package_fingerprint([models, heads], functions=[metrics._corr], root=models.parent)
+    cluster = models.parent / "cluster"
+    files = [models, cluster / "head.py", cluster / "wrappers.py", cluster / "_validation.py"]
+    return files, [metrics._corr, embedding_clustering.cluster_labels]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Fingerprint of the code a fit runs (:func:`fingerprinted_code`)."""
+    files, functions = fingerprinted_code()
+    return package_fingerprint(files, functions=functions, root=Path(__file__).parent.parent)
 
 
 def cache_key(ds: xr.Dataset, components: dict[str, str], seed: int, settings: dict[str, Any], device: str,
