@@ -299,7 +299,7 @@ def label_agreement(tuned: Mapping[tuple[str, float, int], object], mode: str = 
     """How many neurons keep their DEC cluster as β grows: per β of ``mode``, the fraction of neurons
     whose label equals their label at the smallest β of the grid, mean and minimum over seeds.
 
-    The fine-tunes of one seed start from the same parent and the same k-means initialisation (the
+    The fine-tunes of one seed start from the same parent and the same initial partition (the
     head's cluster *j* is the same initial centre at every β), so their labels compare directly,
     without matching. A fraction near 1 at the largest β means the partition was settled at the
     start and the clustering loss only tightened each cluster around its own centre: pulling an

@@ -1,7 +1,8 @@
 """DEC clustering heads: torch modules that add a KL(P‖Q) clustering loss to any model's training.
 
-A head holds K centres in the embedding space (optionally per-cluster diagonal scales and mixture
-weights, the DECEMber-style Student-t mixture) and turns a batch of embeddings z (B, D) into soft
+A head holds K centres in the embedding space (optionally per-cluster scales — diagonal, the
+DECEMber-style Student-t mixture, or full matrices Σ_j = L_j L_jᵀ with the Mahalanobis distance — and
+mixture weights) and turns a batch of embeddings z (B, D) into soft
 assignments q (B, K) with the Student-t kernel of DEC (Xie et al. 2016)
 
     q_ij ∝ π_j ∏_d σ_jd⁻¹ · (1 + m_ij² / α)^{−(α+1)/2},   m_ij² = Σ_d (z_id − μ_jd)² / σ_jd²,
