@@ -155,6 +155,7 @@ def test_beta_invariance_text_applies_its_rule():
     same = DA.beta_invariance_text(ref, ref + 1e-4, 0.45, 0.45)
     assert "β does not matter" in same
     other = ref.copy()
-    other[0, 0] = 5.0
+    other[0, 0] = 5.0  # one entry off by 1.5x the mean rate: the mean difference is 1.5 / 12 = 12.5 %
     text = DA.beta_invariance_text(ref, other, 0.456, 0.450)
-    assert "1.50 times the mean predicted rate" in text and "β still changes" in text and "0.450 against 0.456" in text
+    assert "on average by 12.5% of the mean predicted rate (up to 1.5 times" in text
+    assert "β still changes" in text and "0.450 against 0.456" in text

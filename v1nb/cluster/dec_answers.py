@@ -340,8 +340,9 @@ def beta_invariance_text(reference: np.ndarray, other: np.ndarray, corr_referenc
     """Does DEC-only depend on β? One sentence from two fine-tunes that differ only in β.
 
     With Adam a constant factor on the loss leaves the steps unchanged wherever the gradients dwarf
-    Adam's ε; the rule calls the two fits the same when their predictions differ by at most
-    ``tolerance`` relative to the mean predicted rate (largest difference over trials and neurons).
+    Adam's ε; the rule calls the two fits the same when their predictions differ on average by at
+    most ``tolerance`` of the mean predicted rate (mean absolute difference over test trials and
+    neurons; the largest single difference is quoted beside it).
 
     Parameters
     ----------
@@ -350,15 +351,16 @@ def beta_invariance_text(reference: np.ndarray, other: np.ndarray, corr_referenc
     corr_reference, corr_other : float
         Their mean test correlations.
     """
-    scale = float(np.mean(np.abs(reference)))
-    relative = float(np.max(np.abs(np.asarray(other) - np.asarray(reference)))) / max(scale, 1e-12)
-    if relative <= tolerance:
-        return (f"its predictions differ by at most {relative:.1e} of the mean predicted rate: with Adam, "
-                "β does not matter for DEC-only")
-    return (f"its predictions differ by up to {relative:.2f} times the mean predicted rate (mean test correlation "
-            f"{corr_other:.3f} against {corr_reference:.3f}): Adam's steps ignore a constant factor on the loss "
-            "only where the gradients dwarf its ε, and some embeddings' gradients do not, so β still changes "
-            "DEC-only")
+    diff = np.abs(np.asarray(other, dtype=float) - np.asarray(reference, dtype=float))
+    scale = max(float(np.mean(np.abs(reference))), 1e-12)
+    mean_rel, max_rel = float(diff.mean()) / scale, float(diff.max()) / scale
+    if mean_rel <= tolerance:
+        return (f"their predictions differ on average by {mean_rel:.1e} of the mean predicted rate (at most "
+                f"{max_rel:.1e}): with Adam, β does not matter for DEC-only")
+    return (f"their predictions differ on average by {mean_rel:.1%} of the mean predicted rate (up to "
+            f"{max_rel:.1f} times it for single trials and neurons; mean test correlation {corr_other:.3f} against "
+            f"{corr_reference:.3f}): Adam's steps ignore a constant factor on the loss only where the gradients "
+            "dwarf its ε, and not every embedding's do, so β still changes DEC-only somewhat")
 
 
 def agreement_text(agreement: pd.DataFrame) -> str:
