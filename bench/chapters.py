@@ -22,8 +22,12 @@ Usage::
     python bench/chapters.py --part embeddings [--profile quick|default] [--shared-first models]
     python bench/chapters.py --chapters attention who_gains --profile quick
     python bench/chapters.py --part interactions --profile default --interaction-baselines
+    python bench/chapters.py --part embeddings --profile default --shared-first models --jobs 2
 
-Writes ``bench/results/chapters_<part or "custom">_<profile>.json``.
+``--jobs N`` runs the cold chapters at once, as ``v1nb book --jobs N`` does (the book's executor; the
+part's total is then the wall time of the whole call, not the sum of the chapters).
+
+Writes ``bench/results/chapters_<part or "custom">_<profile>[_jobs<N>].json``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,24 @@ def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str)
         times[name] = round(time.perf_counter() - start, 1)
         print(f"{tag:>6} {name:<24} {times[name]:8.1f} s", flush=True)
     return times
+
+
+def run_together(chapters: dict, names: list[str], profile: str, out: Path, tag: str, jobs: int) -> tuple[dict, float]:
+    """Run the named chapters at once, as ``v1nb book --jobs N`` does (:func:`v1nb.book.executor.run_chapters`:
+    a local Dask cluster of ``jobs`` workers, the first chapter at normal priority, the others niced),
+    into ``out/<tag>/runs/<chapter>/...``; each chapter's wall time and the wall time of the whole call."""
+    from v1nb.book.executor import run_chapters
+
+    selected = [chapters[n] for n in names]
+    start = time.perf_counter()
+    runs = run_chapters(out / tag, selected, [chapter_overrides(c, profile, {}) for c in selected], jobs=jobs,
+                        progress=False)
+    total = round(time.perf_counter() - start, 1)
+    times = {r.chapter: round(float(r.wall_time), 1) for r in runs}
+    for name in names:
+        print(f"{tag:>6} {name:<24} {times[name]:8.1f} s (at once, --jobs {jobs})", flush=True)
+    print(f"{tag:>6} {'all together':<24} {total:8.1f} s", flush=True)
+    return times, total
 
 
 def fit_interaction_baselines(chapter, profile: str) -> float:
@@ -127,6 +149,9 @@ def main() -> None:
                         help="chapters run first and not counted (their models are then cached)")
     parser.add_argument("--interaction-baselines", action="store_true",
                         help="fit Part V's baselines (both twins) first, not counted")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cold chapters one after another (1, default) or at once on this many workers, as "
+                             "`v1nb book --jobs N` runs them (the warm re-run stays one after another)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="run folders and model cache under DIR (kept) instead of a temporary folder")
     args = parser.parse_args()
@@ -149,21 +174,29 @@ def main() -> None:
             shared["interaction_baselines"] = fit_interaction_baselines(known["attention"], args.profile)
         cache = tmp / "model-cache"
         cached_before = {p.name for p in cache.glob("*.pt")}
-        cold = run_all(known, names, args.profile, tmp, "cold")
+        if args.jobs > 1:
+            cold, cold_together = run_together(known, names, args.profile, tmp, "cold", args.jobs)
+        else:
+            cold, cold_together = run_all(known, names, args.profile, tmp, "cold"), None
         cold_fits = fits_in(cache, cached_before)
         warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
         # what each cold run answered, beside its time: a target met slowly and a target missed fast
         # are read from the same record
-        values = {name: scalar_values(tmp / "cold" / name / "results.json") for name in names}
+        folders = {name: (tmp / "cold" / name if args.jobs <= 1
+                          else next((tmp / "cold" / "runs" / name).glob("*/results.json")).parent) for name in names}
+        values = {name: scalar_values(folders[name] / "results.json") for name in names}
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
-        "cold_s": cold, "cold_total_s": round(sum(cold.values()), 1),
+        "jobs": args.jobs, "cold_s": cold,
+        # one after another: the sum of the chapters; at once: the wall time of the whole build
+        "cold_total_s": round(sum(cold.values()), 1) if cold_together is None else cold_together,
         "cold_fits": fit_summary(cold_fits, available_cores()), "cold_fit_list": cold_fits,
         "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }
     print(json.dumps(result, indent=2))
-    path = RESULTS / f"chapters_{args.part or 'custom'}_{args.profile}.json"
+    suffix = f"_jobs{args.jobs}" if args.jobs > 1 else ""
+    path = RESULTS / f"chapters_{args.part or 'custom'}_{args.profile}{suffix}.json"
     write_json(path, provenance(benchmark="chapters", **result))
     print(f"saved {path}")
 
