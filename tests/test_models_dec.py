@@ -208,9 +208,16 @@ def test_rotation_modes(rotation):
     assert (tuned.head == "dec_rotation") == (rotation == "marginalise")
 
 
-def test_bad_requests_raise_clearly():
+@pytest.fixture(scope="module")
+def small_parents():
+    """A fitted CNN and rotation-core parent on a 12-neuron toy set (shared by the request checks)."""
     ds = toy_dataset(n_neurons=12)
-    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+    return (ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds),
+            ResponseModel("rotation", "gaussian", 0, **FAST).fit(ds))
+
+
+def test_bad_requests_raise_clearly(small_parents):
+    parent, _ = small_parents
     with pytest.raises(ValueError, match="rotation-equivariant parent"):
         dec_job(parent, 2, rotation="marginalise")
     with pytest.raises(ValueError, match="rotation="):
@@ -339,9 +346,8 @@ def test_full_covariance_fine_tune_is_cached_and_reloaded(tmp_path):
     assert recipe.network_.head.scale_tril is None and recipe.network_.head.log_scales is not None
 
 
-def test_covariance_and_init_requests_are_checked():
-    ds = toy_dataset(n_neurons=12)
-    parent = ResponseModel("cnn", "gaussian", 0, **FAST).fit(ds)
+def test_covariance_and_init_requests_are_checked(small_parents):
+    parent, rot = small_parents
     with pytest.raises(ValueError, match="covariance='round' must be one of"):
         dec_job(parent, 2, covariance="round")
     with pytest.raises(ValueError, match="init='ward' must be one of"):
@@ -350,7 +356,6 @@ def test_covariance_and_init_requests_are_checked():
         DECHead(2, 3, learn_scales=True, covariance="round")
     with pytest.raises(ValueError, match="needs learn_scales=True"):
         DECHead(2, 3, covariance="full")
-    rot = ResponseModel("rotation", "gaussian", 0, **FAST).fit(ds)
     with pytest.raises(ValueError, match="diagonal scales only"):
         dec_job(rot, 2, rotation="marginalise", covariance="full")
     with pytest.raises(ValueError, match="shift-invariant k-means only"):

@@ -63,13 +63,20 @@ def init_labels(embeddings, k: int, init: str = "kmeans", random_state: int = 0,
     The embeddings are normalised as the fine-tune's head sees them (float32 rows scaled to unit length,
     :func:`v1nb.models.dec.normalise_rows`), so the labels are the fine-tune's own starting labels.
     """
+    from v1nb.models.dec import initial_partition
+
+    return initial_partition(head_rows(embeddings).double().numpy(), k, init, random_state, n_init)
+
+
+def head_rows(embeddings):
+    """Embeddings (N, ...) as a fine-tune's head sees them: float32 tensor (N, D), rows at unit length
+    (:func:`v1nb.models.dec.normalise_rows`)."""
     import torch
 
-    from v1nb.models.dec import initial_partition, normalise_rows
+    from v1nb.models.dec import normalise_rows
 
     w = torch.as_tensor(np.asarray(getattr(embeddings, "values", embeddings)), dtype=torch.float32)
-    x = normalise_rows(w.reshape(w.shape[0], -1)).double().numpy()
-    return initial_partition(x, k, init, random_state, n_init)
+    return normalise_rows(w.reshape(w.shape[0], -1))
 
 
 def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequence[str] = ("kmeans", "gmm", "spectral"),
@@ -77,8 +84,9 @@ def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequ
              alpha: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Where the head's EM takes each starting partition, for each kind of scales (no training).
 
-    For every seed's embeddings, start partition (``inits``) and covariance: centres and scales from
-    the partition (:meth:`DECHead.init_from_labels`, :func:`v1nb.models.dec.init_mixture`), then
+    For every seed's embeddings, start partition (``inits``) and covariance: centres from the partition
+    exactly as a fine-tune sets them (:func:`v1nb.models.dec.start_head`), scales and weights from its
+    members (:func:`v1nb.models.dec.init_mixture`), then
     ``em_steps`` EM steps of the Student-t mixture (what a fine-tune does before its first target,
     and after every step), then the head's hard labels.
 
@@ -102,20 +110,23 @@ def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequ
     import torch
 
     from v1nb.cluster.head import DECHead
-    from v1nb.models.dec import FULL_COVARIANCE_ALPHA, init_mixture
+    from v1nb.models.dec import FULL_COVARIANCE_ALPHA, init_mixture, start_head
 
-    xs = [unit_rows(np.asarray(getattr(e, "values", e))) for e in embeddings]
-    dim = xs[0].shape[1]
+    zs = [head_rows(e) for e in embeddings]  # normalised once, as the fine-tune's head sees them
+    dim = zs[0].shape[1]
     alphas = {"diagonal": float(dim), "full": FULL_COVARIANCE_ALPHA, **(alpha or {})}
     rows = []
     for init in inits:
-        starts = [init_labels(x, k, init, random_state=seed) for seed, x in enumerate(xs)]
-        ends: dict[str, list] = {c: [] for c in covariances}
-        for x, start in zip(xs, starts):
-            z = torch.as_tensor(x, dtype=torch.float32)
-            for cov in covariances:
-                head = DECHead(k, dim, alpha=alphas[cov], learn_scales=True, learn_weights=True, covariance=cov)
-                labels = head.init_from_labels(z, start)
+        starts, ends = [], {c: [] for c in covariances}
+        for seed, z in enumerate(zs):
+            heads = {cov: DECHead(k, dim, alpha=alphas[cov], learn_scales=True, learn_weights=True, covariance=cov)
+                     for cov in covariances}
+            first = heads[covariances[0]]
+            labels = start_head(first, z, init, random_state=seed)  # the fine-tune's own start (DECTerm)
+            starts.append(labels)
+            for cov, head in heads.items():
+                with torch.no_grad():
+                    head.centres.copy_(first.centres)  # same start for every kind of scales
                 init_mixture(head, z, labels)
                 for _ in range(em_steps):
                     head.em_update(z)

@@ -124,6 +124,15 @@ def kl_clustering_loss(p: torch.Tensor, log_q: torch.Tensor,
     return kl / p.shape[0] if reduction == "batchmean" else kl
 
 
+def kmeans_start(x: np.ndarray, k: int, n_init: int = 20, random_state=None) -> KMeans:
+    """The k-means (``n_init`` restarts) a DEC head starts from, fitted to rows ``x`` (N, D).
+
+    The one place the DEC recipe's k-means initialisation is configured: :meth:`DECHead.init_centres`
+    takes its centres, :func:`v1nb.models.dec.initial_partition` its labels.
+    """
+    return KMeans(k, n_init=n_init, random_state=random_state).fit(x)
+
+
 class DECHead(nn.Module):
     """K centres (+ optional diagonal scales and weights) and the KL(P‖Q) clustering loss.
 
@@ -237,8 +246,7 @@ class DECHead(nn.Module):
         if z.shape[0] < self.n_clusters:
             raise ValueError(f"need at least n_clusters={self.n_clusters} embeddings to "
                              f"initialise, got {z.shape[0]}")
-        km = KMeans(self.n_clusters, n_init=n_init, random_state=random_state).fit(
-            z.reshape(z.shape[0], -1))
+        km = kmeans_start(z.reshape(z.shape[0], -1), self.n_clusters, n_init, random_state)
         self.centres.copy_(torch.as_tensor(km.cluster_centers_.reshape(self._centre_shape()),
                                            dtype=self.centres.dtype))
         self._reset_scales_and_weights()

@@ -113,9 +113,9 @@ def initial_partition(x: np.ndarray, k: int, init: str = "kmeans", random_state:
     if init not in INITS:
         raise ValueError(f"init={init!r} must be one of {INITS}")
     if init == "kmeans":
-        from sklearn.cluster import KMeans
+        from v1nb.cluster.head import kmeans_start
 
-        return KMeans(k, n_init=n_init, random_state=random_state).fit(x).labels_.astype(np.intp)
+        return kmeans_start(x, k, n_init, random_state).labels_.astype(np.intp)
     if init == "gmm":
         from v1nb.cluster import GMMClustering
 
@@ -123,6 +123,25 @@ def initial_partition(x: np.ndarray, k: int, init: str = "kmeans", random_state:
     from v1nb.cluster.embedding_clustering import cluster_labels
 
     return cluster_labels(x, "spectral", k, random_state=random_state)
+
+
+def start_head(head, z: torch.Tensor, init: str = "kmeans", random_state: int = 0, n_init: int = 20) -> np.ndarray:
+    """Set the head's centres from the ``init`` partition of its input ``z`` (N, D) or (N, R, F).
+
+    ``"kmeans"`` keeps the recipe's k-means centres (:meth:`DECHead.init_centres`; shift-invariant
+    k-means for the rotation head); ``"gmm"`` / ``"spectral"`` take the members' means of that
+    partition (:func:`initial_partition`, :meth:`DECHead.init_from_labels`). Returns the labels (N,).
+    What a fine-tune (:class:`DECTerm`) and :func:`v1nb.cluster.dec_answers.em_drift` both start from.
+    """
+    from v1nb.cluster.head import RotationMarginalisedDECHead
+
+    if init == "kmeans":
+        return head.init_centres(z, n_init=n_init, random_state=random_state)
+    if isinstance(head, RotationMarginalisedDECHead):
+        raise ValueError(f"init={init!r}: the rotation-marginalised head starts from shift-invariant "
+                         "k-means only (init='kmeans')")
+    x = z.reshape(z.shape[0], -1).detach().cpu().double().numpy()
+    return head.init_from_labels(z, initial_partition(x, head.n_clusters, init, random_state, n_init))
 
 
 def _embedding_shape(network, n_channels: int) -> tuple[int, ...]:
@@ -333,15 +352,7 @@ class DECTerm(Term):
 
     def initial_labels(self, head, z: torch.Tensor) -> np.ndarray:
         """Set the head's centres from the ``init`` partition of ``z`` (the head's input); return its labels (N,)."""
-        from v1nb.cluster.head import RotationMarginalisedDECHead
-
-        if self.init == "kmeans":
-            return head.init_centres(z, n_init=self.n_init, random_state=self.random_state)
-        if isinstance(head, RotationMarginalisedDECHead):
-            raise ValueError(f"init={self.init!r}: the rotation-marginalised head starts from shift-invariant "
-                             "k-means only (init='kmeans')")
-        x = z.reshape(z.shape[0], -1).detach().cpu().double().numpy()
-        return head.init_from_labels(z, initial_partition(x, head.n_clusters, self.init, self.random_state, self.n_init))
+        return start_head(head, z, self.init, self.random_state, self.n_init)
 
     def loss(self, batch: Batch, trainer) -> torch.Tensor:
         head = self._head(trainer)
