@@ -351,3 +351,71 @@ def test_coupling_size_verdict_rules():
     assert "absorbed" in coupling_size_verdict(0.1, 0.02, 0.001)
     assert "specific to the interacting twin" in coupling_size_verdict(0.1, 0.08, 0.01)
     assert "absorbed" in coupling_size_verdict(0.1, 0.02, float("nan"))  # recorded data: no control twin
+
+
+def test_interaction_headroom_is_zero_without_interactions_and_measures_each_one():
+    """Known answers: the "full" variant is the twin's own image-level drive; a switched-off twin has no
+    headroom; each interaction's headroom is 1 − corr²(full, without it), and tracking the full drive
+    itself gives correlation 1 with it."""
+    from v1nb.analysis import interactions as inter
+    from v1nb.data import twin
+    from v1nb.data.digital_twin import population_of
+
+    ds = twin("quick", seed=0)
+    ids = inter.tier_image_ids(ds)
+    drives = inter.twin_image_drives(ds)
+    assert set(drives) == set(inter.IMAGE_LEVEL_VARIANTS)
+    np.testing.assert_allclose(drives["full"], population_of(ds).drive(ds["images"].values[ids]), rtol=1e-12)
+    head = inter.interaction_headroom(ds)
+    assert list(head.columns) == ["normalisation", "coupling", "both"] and len(head) == ds.sizes["neuron"]
+    assert (head.fillna(0).values >= -1e-12).all() and head["normalisation"].median() > 1e-3
+    full, without = drives["full"][:, 0], drives["no_normalisation"][:, 0]
+    assert head["normalisation"].iloc[0] == pytest.approx(1 - np.corrcoef(full, without)[0, 1] ** 2)
+    track = inter.twin_tracking(ds, drives["full"])
+    assert track["full"] == pytest.approx(1.0) and track["no_normalisation"] < 1.0
+    with pytest.raises(ValueError, match=r"predictions must have shape \(image, neuron\)"):
+        inter.twin_tracking(ds, drives["full"][:, :3])
+
+    off = twin("quick", seed=0, interactions=False)
+    assert np.nanmax(inter.interaction_headroom(off).values) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_oracle_normalisation_restores_exactly_what_a_model_lacks():
+    """A 'model' that predicts the twin's responses without its normalisation gains from the twin's own
+    normalisation put on top (up to the coupling applied after it); one that already has it does not; a
+    twin without normalisation leaves the predictions as they are."""
+    from v1nb.analysis import interactions as inter
+    from v1nb.data import twin
+    from v1nb.data.digital_twin import population_of
+
+    ds = twin("quick", seed=0)
+    pop, drives = population_of(ds), inter.twin_image_drives(ds)
+    lacking = inter.oracle_normalisation(ds, pop.baseline + pop.gain * drives["independent"])
+    assert lacking["oracle"] == pytest.approx(inter.twin_tracking(ds, drives["no_coupling"])["full"], abs=1e-9)
+    assert lacking["oracle_gain"] > 0.01
+    complete = inter.oracle_normalisation(ds, pop.baseline + pop.gain * drives["full"])
+    assert complete["model"] == pytest.approx(1.0) and complete["oracle_gain"] < 0
+    off = twin("quick", seed=0, interactions=False)
+    pop_off = population_of(off)
+    same = inter.oracle_normalisation(off, pop_off.baseline + pop_off.gain * inter.twin_image_drives(off)["full"])
+    assert same["oracle_gain"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="predictions must have shape"):
+        inter.oracle_normalisation(ds, np.zeros((2, 2)))
+
+
+def test_headroom_verdict_rules():
+    import pandas as pd
+
+    from v1nb.analysis.interactions import headroom_verdict
+
+    head = pd.DataFrame({"normalisation": [0.19, 0.19], "coupling": [0.001, 0.001], "both": [0.2, 0.2]})
+    # corr(full, without) = 0.9 for both neurons, so a perfect model's gap is 0.1
+    follows = headroom_verdict(head, pd.Series({"full": 0.8, "no_normalisation": 0.74}))
+    assert follows["gap_perfect"] == pytest.approx(0.1) and follows["baseline_follows"]
+    lost = headroom_verdict(head, pd.Series({"full": 0.8, "no_normalisation": 0.79}),
+                            stage=pd.Series({"full": 0.81, "no_normalisation": 0.8}),
+                            oracle={"model": 0.8, "oracle": 0.79, "oracle_gain": -0.01})
+    assert not lost["baseline_follows"] and not lost["stage_follows"] and not lost["oracle_helps"]
+    assert "do not follow" in lost["text"] and "does not move" in lost["text"] and "nothing to add" in lost["text"]
+    assert headroom_verdict(head, pd.Series({"full": 0.8, "no_normalisation": 0.79}),
+                            oracle={"model": 0.8, "oracle": 0.83, "oracle_gain": 0.03})["oracle_helps"]

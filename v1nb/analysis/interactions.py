@@ -8,6 +8,10 @@ attention_verdict / normalisation_verdict ...  the chapters' answers (rules stat
 ground_truth(ds)                               the twin's pool P and coupling C (rebuilt from its provenance)
 attention_pairs(model, ds)                     per neighbour pair: learned weights, distances, true P and C
 coupling_size(model, ds)                       size of the coupling term in the twin and of the attention update
+interaction_headroom(ds)                       how much each image-level interaction changes the twin's responses
+twin_tracking(ds, predictions)                 whether predictions follow the twin's responses with or without it
+oracle_normalisation(ds, predictions)          the twin's own normalisation put on top of a model
+headroom_verdict(...)                          why a stage gains what it gains (rules stated in the text)
 mantel(x, y, ...), partial_mantel(x, y, z)     permutation tests of matrix association
 kernel_time_constant(kernel)                   τ of an exponential fitted to a temporal kernel
 per_neuron_gain(ds, baselines, stages)         gain of each neuron (mean over seeds)
@@ -277,6 +281,179 @@ def coupling_size_verdict(twin: float, update: float, update_control: float) -> 
                 "model had already absorbed the coupling, so nothing pins the weights to it")
     return (f"the update ({update:.3f}) is specific to the interacting twin and of the size of its coupling term "
             f"({twin:.3f})")
+
+
+# the twin's image-level responses with each interaction left out (normalisation acts first, then coupling,
+# as in v1nb.data.digital_twin.simulate.TwinPopulation)
+IMAGE_LEVEL_VARIANTS = ("full", "no_normalisation", "no_coupling", "independent")
+
+
+def twin_image_drives(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> dict[str, np.ndarray]:
+    """The twin's noise-free drives ``(image, neuron)`` on the tier's images, with and without each interaction.
+
+    Keys :data:`IMAGE_LEVEL_VARIANTS`: ``"full"`` (divisive normalisation, then lateral coupling: the
+    responses the twin draws its trials from, up to each neuron's gain and baseline), ``"no_normalisation"``,
+    ``"no_coupling"`` and ``"independent"`` (neither). An interaction the twin has switched off leaves
+    its variant equal to ``"full"``. Images: :func:`_tier_images` (those the Part V analyses show a model).
+    """
+    from v1nb.data.digital_twin import interactions as twin_int
+    from v1nb.data.digital_twin import population_of
+
+    pop = population_of(ds)
+    d0 = pop.drive(ds["images"].values[_tier_images(ds, tier, max_images)], interactions=False)
+
+    def normalise(d: np.ndarray) -> np.ndarray:
+        return d if pop.pool is None else twin_int.divisive_normalization(d, pop.pool, pop.norm_strength)
+
+    def couple(d: np.ndarray) -> np.ndarray:
+        return d if pop.coupling is None else twin_int.lateral_coupling(d, pop.coupling, pop.config.strength("coupling"))
+
+    return {"full": couple(normalise(d0)), "no_normalisation": couple(d0), "no_coupling": normalise(d0),
+            "independent": d0}
+
+
+def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each column of ``a`` with the same column of ``b`` (NaN for a constant column)."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (a * b).sum(0) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def interaction_headroom(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> pd.DataFrame:
+    """How much each image-level interaction changes each neuron's responses beyond a rescaling.
+
+    For interaction X: ``1 − corr²(full, without X)`` over the tier's images, per neuron — the share of
+    the variance of the twin's noise-free responses that X adds and that no per-neuron gain and offset
+    applied to the responses without X could reproduce. It bounds what a stage modelling X can add to a
+    model that predicts the responses without X perfectly (rates are affine in the drive, so drives
+    serve).
+
+    Returns
+    -------
+    DataFrame, one row per neuron: ``normalisation``, ``coupling``, ``both`` (NaN where a response does
+    not vary over the images).
+    """
+    d = twin_image_drives(ds, tier, max_images)
+    return pd.DataFrame({name: 1 - _columnwise_correlation(d["full"], d[variant]) ** 2
+                         for name, variant in (("normalisation", "no_normalisation"), ("coupling", "no_coupling"),
+                                               ("both", "independent"))})
+
+
+def twin_tracking(ds: xr.Dataset, predictions: np.ndarray, tier: str = "test", max_images: int = 200) -> pd.Series:
+    """Mean over neurons of the correlation of ``predictions`` with each variant of the twin's responses.
+
+    Parameters
+    ----------
+    predictions : array (image, neuron)
+        A model's responses to the images of :func:`twin_image_drives` (same order), e.g.
+        ``model.predict_images(ds["images"].values[ids])``.
+
+    Returns
+    -------
+    Series indexed by :data:`IMAGE_LEVEL_VARIANTS`. A model that has learned an interaction correlates
+    more with ``"full"`` than with the variant without it.
+    """
+    d = twin_image_drives(ds, tier, max_images)
+    predictions = np.asarray(predictions, dtype=float)
+    if predictions.shape != d["full"].shape:
+        raise ValueError(f"predictions must have shape (image, neuron) = {d['full'].shape} (the tier's first "
+                         f"{max_images} distinct images), got {predictions.shape}")
+    return pd.Series({v: float(np.nanmean(_columnwise_correlation(predictions, d[v]))) for v in IMAGE_LEVEL_VARIANTS})
+
+
+def oracle_normalisation(ds: xr.Dataset, predictions: np.ndarray, tier: str = "test",
+                         max_images: int = 200) -> dict[str, float]:
+    """What the twin's *own* divisive normalisation, put on top of a model, would give.
+
+    The model's predicted rates are mapped to the twin's drive units with the twin's per-neuron gain and
+    baseline (``d̂ = max((r̂ − baseline) / gain, 0)``, the inverse of ``rate = baseline + gain × drive``)
+    and normalised by the true pool and strengths
+    (:func:`v1nb.data.digital_twin.interactions.divisive_normalization`): a normalisation stage that had
+    learned the twin's exact pool. No learned stage of that form can do better on average.
+
+    Returns
+    -------
+    dict: ``model`` and ``oracle`` — mean over neurons of the correlation with the twin's noise-free
+    responses (:func:`twin_image_drives` ``"full"``) of the predictions and of the oracle-normalised
+    predictions; ``oracle_gain`` (their difference). Equal values when the twin has no normalisation.
+    """
+    from v1nb.data.digital_twin import interactions as twin_int
+    from v1nb.data.digital_twin import population_of
+
+    pop = population_of(ds)
+    full = twin_image_drives(ds, tier, max_images)["full"]
+    predictions = np.asarray(predictions, dtype=float)
+    if predictions.shape != full.shape:
+        raise ValueError(f"predictions must have shape (image, neuron) = {full.shape}, got {predictions.shape}")
+    drive = np.clip((predictions - pop.baseline) / pop.gain, 0.0, None)
+    normalised = drive if pop.pool is None else twin_int.divisive_normalization(drive, pop.pool, pop.norm_strength)
+    model = float(np.nanmean(_columnwise_correlation(predictions, full)))
+    oracle = float(np.nanmean(_columnwise_correlation(normalised, full)))
+    return {"model": model, "oracle": oracle, "oracle_gain": oracle - model}
+
+
+def headroom_verdict(headroom: pd.DataFrame, baseline: pd.Series, stage: pd.Series | None = None,
+                     oracle: Mapping[str, float] | None = None, follow_fraction: float = 0.5) -> dict[str, Any]:
+    """Why an image-level stage gains what it gains, from the twin's ground truth, by stated rules.
+
+    Parameters
+    ----------
+    headroom : DataFrame
+        :func:`interaction_headroom` (per neuron).
+    baseline, stage : Series
+        :func:`twin_tracking` of the baselines and of the normalisation-stage models (means over seeds).
+    oracle : mapping, optional
+        :func:`oracle_normalisation` of the baselines (means over seeds).
+    follow_fraction : float
+        Rule: a model *follows* the normalisation when its correlation with the twin's responses exceeds
+        its correlation with the same responses without normalisation by at least ``follow_fraction`` of
+        that gap for the twin's responses themselves (``1 − corr(full, without)``).
+
+    Returns
+    -------
+    dict: ``headroom_normalisation``, ``headroom_coupling`` (medians over neurons), ``gap_perfect``,
+    ``gap_baseline``, ``gap_stage``, ``baseline_error`` (``1 − corr²`` of the baseline with the twin's
+    responses), ``baseline_follows``, ``stage_follows``, ``oracle_gain``, ``oracle_helps`` (the oracle
+    gains at least a quarter of ``gap_perfect``), ``text``.
+    """
+    hn, hc = float(headroom["normalisation"].median()), float(headroom["coupling"].median())
+    gap_perfect = float(1.0 - np.nanmean(np.sqrt(np.clip(1.0 - headroom["normalisation"].to_numpy(), 0.0, 1.0))))
+    gap_base = float(baseline["full"] - baseline["no_normalisation"])
+    error = float(1.0 - baseline["full"] ** 2)
+    follows = bool(gap_perfect > 0 and gap_base >= follow_fraction * gap_perfect)
+    text = (f"Divisive normalisation changes the twin's noise-free responses by {100 * hn:.1f} % of their variance "
+            f"over images beyond what a per-neuron gain and offset reproduce (median over neurons), lateral coupling "
+            f"by {100 * hc:.2f} %. The baselines' predictions correlate {baseline['full']:.3f} with those responses "
+            f"and {baseline['no_normalisation']:.3f} with the same responses without normalisation (gap "
+            f"{gap_base:+.4f}; for the twin's responses themselves {gap_perfect:.4f}): they "
+            f"{'follow' if follows else 'do not follow'} the normalisation, and their own error "
+            f"({100 * error:.0f} % of the variance) is {error / hn if hn > 0 else float('inf'):.0f} times what it adds.")
+    out: dict[str, Any] = {"headroom_normalisation": hn, "headroom_coupling": hc, "gap_perfect": gap_perfect,
+                           "gap_baseline": gap_base, "baseline_error": error, "baseline_follows": follows}
+    if stage is not None:
+        gap_stage = float(stage["full"] - stage["no_normalisation"])
+        out.update(gap_stage=gap_stage, stage_follows=bool(gap_perfect > 0 and gap_stage >= follow_fraction * gap_perfect))
+        text += (f" With the normalisation stage: {stage['full']:.3f} and {stage['no_normalisation']:.3f} (gap "
+                 f"{gap_stage:+.4f}) — the stage {'moves' if gap_stage - gap_base > 0.25 * gap_perfect else 'does not move'} "
+                 "the predictions towards the normalised responses.")
+    if oracle is not None:
+        gain = float(oracle["oracle_gain"])
+        helps = bool(gap_perfect > 0 and gain >= 0.25 * gap_perfect)
+        out.update(oracle_gain=gain, oracle_helps=helps)
+        text += (f" The twin's own pool and strengths, put on top of the baselines' predictions, change their "
+                 f"correlation with the twin's responses by {gain:+.4f} ({oracle['model']:.4f} → {oracle['oracle']:.4f}): "
+                 + ("a stage that learned the twin's pool exactly would gain that much; the learned one falls short of it."
+                    if helps else "what the baseline gets wrong is not what normalisation corrects, so even an exact "
+                    "normalisation stage has nothing to add."))
+    out["text"] = text
+    return out
+
+
+def tier_image_ids(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> np.ndarray:
+    """The image ids :func:`twin_image_drives` and :func:`twin_tracking` use, in their order."""
+    return _tier_images(ds, tier, max_images)
 
 
 def normalisation_pairs(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = None) -> pd.DataFrame:
