@@ -351,9 +351,12 @@ def test_coupling_size_verdict_rules():
     assert "absorbed" in coupling_size_verdict(0.1, 0.02, 0.001)
     assert "specific to the interacting twin" in coupling_size_verdict(0.1, 0.08, 0.01)
     assert "absorbed" in coupling_size_verdict(0.1, 0.02, float("nan"))  # recorded data: no control twin
+    small = coupling_size_verdict(0.1, 0.04, 0.03, headroom=0.0006)  # the headroom is said first, then the sizes
+    assert small.startswith("lateral coupling changes") and "0.06 %" in small and "not the coupling" in small
+    assert not coupling_size_verdict(0.1, 0.04, 0.03, headroom=0.05).startswith("lateral coupling")
 
 
-def test_interaction_headroom_is_zero_without_interactions_and_measures_each_one():
+def test_twin_room_headroom_is_zero_without_interactions_and_measures_each_one():
     """Known answers: the "full" variant is the twin's own image-level drive; a switched-off twin has no
     headroom; each interaction's headroom is 1 − corr²(full, without it), and tracking the full drive
     itself gives correlation 1 with it."""
@@ -362,22 +365,22 @@ def test_interaction_headroom_is_zero_without_interactions_and_measures_each_one
     from v1nb.data.digital_twin import population_of
 
     ds = twin("quick", seed=0)
-    ids = inter.tier_image_ids(ds)
-    drives = inter.twin_image_drives(ds)
-    assert set(drives) == set(inter.IMAGE_LEVEL_VARIANTS)
-    np.testing.assert_allclose(drives["full"], population_of(ds).drive(ds["images"].values[ids]), rtol=1e-12)
-    head = inter.interaction_headroom(ds)
+    room = inter.TwinRoom(ds)
+    drives = room.drives
+    assert set(drives) == set(inter.IMAGE_LEVEL_VARIANTS) and len(room.images) == len(room.image_ids)
+    np.testing.assert_allclose(drives["full"], population_of(ds).drive(room.images), rtol=1e-12)
+    head = room.headroom()
     assert list(head.columns) == ["normalisation", "coupling", "both"] and len(head) == ds.sizes["neuron"]
     assert (head.fillna(0).values >= -1e-12).all() and head["normalisation"].median() > 1e-3
     full, without = drives["full"][:, 0], drives["no_normalisation"][:, 0]
     assert head["normalisation"].iloc[0] == pytest.approx(1 - np.corrcoef(full, without)[0, 1] ** 2)
-    track = inter.twin_tracking(ds, drives["full"])
+    track = room.tracking(drives["full"])
     assert track["full"] == pytest.approx(1.0) and track["no_normalisation"] < 1.0
     with pytest.raises(ValueError, match=r"predictions must have shape \(image, neuron\)"):
-        inter.twin_tracking(ds, drives["full"][:, :3])
+        room.tracking(drives["full"][:, :3])
 
     off = twin("quick", seed=0, interactions=False)
-    assert np.nanmax(inter.interaction_headroom(off).values) == pytest.approx(0.0, abs=1e-12)
+    assert np.nanmax(inter.TwinRoom(off).headroom().values) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_oracle_normalisation_restores_exactly_what_a_model_lacks():
@@ -386,21 +389,19 @@ def test_oracle_normalisation_restores_exactly_what_a_model_lacks():
     twin without normalisation leaves the predictions as they are."""
     from v1nb.analysis import interactions as inter
     from v1nb.data import twin
-    from v1nb.data.digital_twin import population_of
 
-    ds = twin("quick", seed=0)
-    pop, drives = population_of(ds), inter.twin_image_drives(ds)
-    lacking = inter.oracle_normalisation(ds, pop.baseline + pop.gain * drives["independent"])
-    assert lacking["oracle"] == pytest.approx(inter.twin_tracking(ds, drives["no_coupling"])["full"], abs=1e-9)
+    room = inter.TwinRoom(twin("quick", seed=0))
+    pop, drives = room.population, room.drives
+    lacking = room.oracle_normalisation(pop.baseline + pop.gain * drives["independent"])
+    assert lacking["oracle"] == pytest.approx(room.tracking(drives["no_coupling"])["full"], abs=1e-9)
     assert lacking["oracle_gain"] > 0.01
-    complete = inter.oracle_normalisation(ds, pop.baseline + pop.gain * drives["full"])
+    complete = room.oracle_normalisation(pop.baseline + pop.gain * drives["full"])
     assert complete["model"] == pytest.approx(1.0) and complete["oracle_gain"] < 0
-    off = twin("quick", seed=0, interactions=False)
-    pop_off = population_of(off)
-    same = inter.oracle_normalisation(off, pop_off.baseline + pop_off.gain * inter.twin_image_drives(off)["full"])
+    off = inter.TwinRoom(twin("quick", seed=0, interactions=False))
+    same = off.oracle_normalisation(off.population.baseline + off.population.gain * off.drives["full"])
     assert same["oracle_gain"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="predictions must have shape"):
-        inter.oracle_normalisation(ds, np.zeros((2, 2)))
+        room.oracle_normalisation(np.zeros((2, 2)))
 
 
 def test_headroom_verdict_rules():

@@ -8,9 +8,8 @@ attention_verdict / normalisation_verdict ...  the chapters' answers (rules stat
 ground_truth(ds)                               the twin's pool P and coupling C (rebuilt from its provenance)
 attention_pairs(model, ds)                     per neighbour pair: learned weights, distances, true P and C
 coupling_size(model, ds)                       size of the coupling term in the twin and of the attention update
-interaction_headroom(ds)                       how much each image-level interaction changes the twin's responses
-twin_tracking(ds, predictions)                 whether predictions follow the twin's responses with or without it
-oracle_normalisation(ds, predictions)          the twin's own normalisation put on top of a model
+TwinRoom(ds)                                   the twin's responses with and without each image-level interaction:
+                                               .headroom(), .tracking(predictions), .oracle_normalisation(predictions)
 headroom_verdict(...)                          why a stage gains what it gains (rules stated in the text)
 mantel(x, y, ...), partial_mantel(x, y, z)     permutation tests of matrix association
 kernel_time_constant(kernel)                   τ of an exponential fitted to a temporal kernel
@@ -264,52 +263,41 @@ def coupling_size(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = 
     return {"twin": float(twin), "model": float(ratio.median()), "strength": beta}
 
 
-def coupling_size_verdict(twin: float, update: float, update_control: float) -> str:
+#: headroom below which an interaction leaves a stage almost nothing to fit (share of the response variance)
+SMALL_HEADROOM = 0.01
+
+
+def coupling_size_verdict(twin: float, update: float, update_control: float,
+                          headroom: float | None = None) -> str:
     """What the sizes of :func:`coupling_size` say, by a stated rule.
 
-    Rule: an update at least half as large on the control twin (no coupling) as on the interacting
-    twin is mostly *not* the coupling; otherwise an update under a quarter of the twin's coupling
-    term means the plain model had absorbed the coupling; otherwise the update is specific to the
-    interacting twin and of the coupling's size.
+    Rule: a coupling headroom (:meth:`TwinRoom.headroom`, median over neurons) below
+    :data:`SMALL_HEADROOM` is said first: the coupling then changes the responses beyond a per-neuron
+    rescaling too little for any weights to be fitted to it. Then: an update at least half as large on
+    the control twin (no coupling) as on the interacting twin is mostly *not* the coupling; otherwise
+    an update under a quarter of the twin's coupling term means the plain model had absorbed the
+    coupling; otherwise the update is specific to the interacting twin and of the coupling's size.
     """
+    lead = ""
+    if headroom is not None and np.isfinite(headroom) and headroom < SMALL_HEADROOM:
+        lead = (f"lateral coupling changes the twin's noise-free responses by only {100 * headroom:.2f} % of their "
+                f"variance beyond what a per-neuron gain and offset reproduce — its term is {twin:.3f} of the "
+                "response's spread, but like-tuned neighbours respond alike, so it mostly rescales each neuron's own "
+                "response — which leaves attention weights almost nothing to be fitted to; and ")
     if np.isfinite(update_control) and update_control >= 0.5 * update:
-        return (f"the update is about as large on the control twin ({update_control:.3f} against {update:.3f}), "
-                "where there is no coupling: it is mostly not the coupling but the neighbours' drives used as "
-                "extra features of the image, and the coupling itself is already in the baseline's readout")
+        return lead + (f"the update is about as large on the control twin ({update_control:.3f} against {update:.3f}), "
+                       "where there is no coupling: it is mostly not the coupling but the neighbours' drives used as "
+                       "extra features of the image")
     if update < 0.25 * twin:
-        return (f"the update ({update:.3f}) is far smaller than the twin's coupling term ({twin:.3f}): the plain "
-                "model had already absorbed the coupling, so nothing pins the weights to it")
-    return (f"the update ({update:.3f}) is specific to the interacting twin and of the size of its coupling term "
-            f"({twin:.3f})")
+        return lead + (f"the update ({update:.3f}) is far smaller than the twin's coupling term ({twin:.3f}): the "
+                       "plain model had already absorbed the coupling, so nothing pins the weights to it")
+    return lead + (f"the update ({update:.3f}) is specific to the interacting twin and of the size of its coupling "
+                   f"term ({twin:.3f})")
 
 
-# the twin's image-level responses with each interaction left out (normalisation acts first, then coupling,
-# as in v1nb.data.digital_twin.simulate.TwinPopulation)
+#: the twin's image-level responses with each interaction left out (normalisation acts first, then coupling,
+#: as in :class:`v1nb.data.digital_twin.simulate.TwinPopulation`)
 IMAGE_LEVEL_VARIANTS = ("full", "no_normalisation", "no_coupling", "independent")
-
-
-def twin_image_drives(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> dict[str, np.ndarray]:
-    """The twin's noise-free drives ``(image, neuron)`` on the tier's images, with and without each interaction.
-
-    Keys :data:`IMAGE_LEVEL_VARIANTS`: ``"full"`` (divisive normalisation, then lateral coupling: the
-    responses the twin draws its trials from, up to each neuron's gain and baseline), ``"no_normalisation"``,
-    ``"no_coupling"`` and ``"independent"`` (neither). An interaction the twin has switched off leaves
-    its variant equal to ``"full"``. Images: :func:`_tier_images` (those the Part V analyses show a model).
-    """
-    from v1nb.data.digital_twin import interactions as twin_int
-    from v1nb.data.digital_twin import population_of
-
-    pop = population_of(ds)
-    d0 = pop.drive(ds["images"].values[_tier_images(ds, tier, max_images)], interactions=False)
-
-    def normalise(d: np.ndarray) -> np.ndarray:
-        return d if pop.pool is None else twin_int.divisive_normalization(d, pop.pool, pop.norm_strength)
-
-    def couple(d: np.ndarray) -> np.ndarray:
-        return d if pop.coupling is None else twin_int.lateral_coupling(d, pop.coupling, pop.config.strength("coupling"))
-
-    return {"full": couple(normalise(d0)), "no_normalisation": couple(d0), "no_coupling": normalise(d0),
-            "independent": d0}
 
 
 def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -321,77 +309,106 @@ def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (a * b).sum(0) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
-def interaction_headroom(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> pd.DataFrame:
-    """How much each image-level interaction changes each neuron's responses beyond a rescaling.
-
-    For interaction X: ``1 − corr²(full, without X)`` over the tier's images, per neuron — the share of
-    the variance of the twin's noise-free responses that X adds and that no per-neuron gain and offset
-    applied to the responses without X could reproduce. It bounds what a stage modelling X can add to a
-    model that predicts the responses without X perfectly (rates are affine in the drive, so drives
-    serve).
-
-    Returns
-    -------
-    DataFrame, one row per neuron: ``normalisation``, ``coupling``, ``both`` (NaN where a response does
-    not vary over the images).
-    """
-    d = twin_image_drives(ds, tier, max_images)
-    return pd.DataFrame({name: 1 - _columnwise_correlation(d["full"], d[variant]) ** 2
-                         for name, variant in (("normalisation", "no_normalisation"), ("coupling", "no_coupling"),
-                                               ("both", "independent"))})
-
-
-def twin_tracking(ds: xr.Dataset, predictions: np.ndarray, tier: str = "test", max_images: int = 200) -> pd.Series:
-    """Mean over neurons of the correlation of ``predictions`` with each variant of the twin's responses.
+class TwinRoom:
+    """How much room a twin's image-level interactions leave a stage: its noise-free responses on a tier's
+    images with and without each interaction, computed once from the twin's ground truth.
 
     Parameters
     ----------
-    predictions : array (image, neuron)
-        A model's responses to the images of :func:`twin_image_drives` (same order), e.g.
-        ``model.predict_images(ds["images"].values[ids])``.
+    ds : xarray.Dataset
+        A digital-twin dataset (its population is rebuilt from the provenance).
+    tier : str
+    max_images : int
+        The tier's first ``max_images`` distinct images (those the other Part V analyses show a model).
 
-    Returns
-    -------
-    Series indexed by :data:`IMAGE_LEVEL_VARIANTS`. A model that has learned an interaction correlates
-    more with ``"full"`` than with the variant without it.
+    Attributes
+    ----------
+    population : TwinPopulation
+    image_ids : array (image,)
+    images : array (image, y, x)
+        Pass these to ``model.predict_images`` for :meth:`tracking` and :meth:`oracle_normalisation`.
+    drives : dict variant → array (image, neuron)
+        Keys :data:`IMAGE_LEVEL_VARIANTS`: ``"full"`` (divisive normalisation, then lateral coupling: the
+        responses the twin draws its trials from, up to each neuron's gain and baseline),
+        ``"no_normalisation"``, ``"no_coupling"`` and ``"independent"`` (neither). An interaction the twin
+        has switched off leaves its variant equal to ``"full"``.
     """
-    d = twin_image_drives(ds, tier, max_images)
-    predictions = np.asarray(predictions, dtype=float)
-    if predictions.shape != d["full"].shape:
-        raise ValueError(f"predictions must have shape (image, neuron) = {d['full'].shape} (the tier's first "
-                         f"{max_images} distinct images), got {predictions.shape}")
-    return pd.Series({v: float(np.nanmean(_columnwise_correlation(predictions, d[v]))) for v in IMAGE_LEVEL_VARIANTS})
 
+    def __init__(self, ds: xr.Dataset, tier: str = "test", max_images: int = 200):
+        from v1nb.data.digital_twin import interactions as twin_int
+        from v1nb.data.digital_twin import population_of
 
-def oracle_normalisation(ds: xr.Dataset, predictions: np.ndarray, tier: str = "test",
-                         max_images: int = 200) -> dict[str, float]:
-    """What the twin's *own* divisive normalisation, put on top of a model, would give.
+        pop = self.population = population_of(ds)
+        self.image_ids = _tier_images(ds, tier, max_images)
+        self.images = ds["images"].values[self.image_ids]
+        d0 = pop.drive(self.images, interactions=False)
+        self._normalise = (lambda d: d) if pop.pool is None else (
+            lambda d: twin_int.divisive_normalization(d, pop.pool, pop.norm_strength))
+        couple = (lambda d: d) if pop.coupling is None else (
+            lambda d: twin_int.lateral_coupling(d, pop.coupling, pop.config.strength("coupling")))
+        self.drives = {"full": couple(self._normalise(d0)), "no_normalisation": couple(d0),
+                       "no_coupling": self._normalise(d0), "independent": d0}
 
-    The model's predicted rates are mapped to the twin's drive units with the twin's per-neuron gain and
-    baseline (``d̂ = max((r̂ − baseline) / gain, 0)``, the inverse of ``rate = baseline + gain × drive``)
-    and normalised by the true pool and strengths
-    (:func:`v1nb.data.digital_twin.interactions.divisive_normalization`): a normalisation stage that had
-    learned the twin's exact pool. No learned stage of that form can do better on average.
+    def headroom(self) -> pd.DataFrame:
+        """How much each interaction changes each neuron's responses beyond a rescaling.
 
-    Returns
-    -------
-    dict: ``model`` and ``oracle`` — mean over neurons of the correlation with the twin's noise-free
-    responses (:func:`twin_image_drives` ``"full"``) of the predictions and of the oracle-normalised
-    predictions; ``oracle_gain`` (their difference). Equal values when the twin has no normalisation.
-    """
-    from v1nb.data.digital_twin import interactions as twin_int
-    from v1nb.data.digital_twin import population_of
+        For interaction X: ``1 − corr²(full, without X)`` over the images, per neuron — the share of the
+        variance of the twin's noise-free responses that X adds and that no per-neuron gain and offset
+        applied to the responses without X could reproduce. It bounds what a stage modelling X can add to
+        a model that predicts the responses without X perfectly (rates are affine in the drive, so drives
+        serve).
 
-    pop = population_of(ds)
-    full = twin_image_drives(ds, tier, max_images)["full"]
-    predictions = np.asarray(predictions, dtype=float)
-    if predictions.shape != full.shape:
-        raise ValueError(f"predictions must have shape (image, neuron) = {full.shape}, got {predictions.shape}")
-    drive = np.clip((predictions - pop.baseline) / pop.gain, 0.0, None)
-    normalised = drive if pop.pool is None else twin_int.divisive_normalization(drive, pop.pool, pop.norm_strength)
-    model = float(np.nanmean(_columnwise_correlation(predictions, full)))
-    oracle = float(np.nanmean(_columnwise_correlation(normalised, full)))
-    return {"model": model, "oracle": oracle, "oracle_gain": oracle - model}
+        Returns
+        -------
+        DataFrame, one row per neuron: ``normalisation``, ``coupling``, ``both`` (NaN where a response
+        does not vary over the images).
+        """
+        d = self.drives
+        return pd.DataFrame({name: 1 - _columnwise_correlation(d["full"], d[variant]) ** 2
+                             for name, variant in (("normalisation", "no_normalisation"), ("coupling", "no_coupling"),
+                                                   ("both", "independent"))})
+
+    def _check(self, predictions: np.ndarray) -> np.ndarray:
+        predictions = np.asarray(predictions, dtype=float)
+        if predictions.shape != self.drives["full"].shape:
+            raise ValueError(f"predictions must have shape (image, neuron) = {self.drives['full'].shape} (responses "
+                             f"to TwinRoom.images), got {predictions.shape}")
+        return predictions
+
+    def tracking(self, predictions: np.ndarray) -> pd.Series:
+        """Mean over neurons of the correlation of ``predictions`` (image, neuron) — a model's responses to
+        :attr:`images` — with each variant of the twin's responses.
+
+        Returns
+        -------
+        Series indexed by :data:`IMAGE_LEVEL_VARIANTS`. A model that has learned an interaction correlates
+        more with ``"full"`` than with the variant without it.
+        """
+        predictions = self._check(predictions)
+        return pd.Series({v: float(np.nanmean(_columnwise_correlation(predictions, self.drives[v])))
+                          for v in IMAGE_LEVEL_VARIANTS})
+
+    def oracle_normalisation(self, predictions: np.ndarray) -> dict[str, float]:
+        """What the twin's *own* divisive normalisation, put on top of a model, would give.
+
+        The model's predicted rates (responses to :attr:`images`) are mapped to the twin's drive units with
+        the twin's per-neuron gain and baseline (``d̂ = max((r̂ − baseline) / gain, 0)``, the inverse of
+        ``rate = baseline + gain × drive``) and normalised by the true pool and strengths
+        (:func:`v1nb.data.digital_twin.interactions.divisive_normalization`): a normalisation stage that
+        had learned the twin's exact pool.
+
+        Returns
+        -------
+        dict: ``model`` and ``oracle`` — mean over neurons of the correlation with the twin's noise-free
+        responses (``drives["full"]``) of the predictions and of the oracle-normalised predictions;
+        ``oracle_gain`` (their difference). Equal values when the twin has no normalisation.
+        """
+        predictions = self._check(predictions)
+        pop, full = self.population, self.drives["full"]
+        normalised = self._normalise(np.clip((predictions - pop.baseline) / pop.gain, 0.0, None))
+        model = float(np.nanmean(_columnwise_correlation(predictions, full)))
+        oracle = float(np.nanmean(_columnwise_correlation(normalised, full)))
+        return {"model": model, "oracle": oracle, "oracle_gain": oracle - model}
 
 
 def headroom_verdict(headroom: pd.DataFrame, baseline: pd.Series, stage: pd.Series | None = None,
@@ -401,11 +418,11 @@ def headroom_verdict(headroom: pd.DataFrame, baseline: pd.Series, stage: pd.Seri
     Parameters
     ----------
     headroom : DataFrame
-        :func:`interaction_headroom` (per neuron).
+        :meth:`TwinRoom.headroom` (per neuron).
     baseline, stage : Series
-        :func:`twin_tracking` of the baselines and of the normalisation-stage models (means over seeds).
+        :meth:`TwinRoom.tracking` of the baselines and of the normalisation-stage models (means over seeds).
     oracle : mapping, optional
-        :func:`oracle_normalisation` of the baselines (means over seeds).
+        :meth:`TwinRoom.oracle_normalisation` of the baselines (means over seeds).
     follow_fraction : float
         Rule: a model *follows* the normalisation when its correlation with the twin's responses exceeds
         its correlation with the same responses without normalisation by at least ``follow_fraction`` of
@@ -449,11 +466,6 @@ def headroom_verdict(headroom: pd.DataFrame, baseline: pd.Series, stage: pd.Seri
                     "normalisation stage has nothing to add."))
     out["text"] = text
     return out
-
-
-def tier_image_ids(ds: xr.Dataset, tier: str = "test", max_images: int = 200) -> np.ndarray:
-    """The image ids :func:`twin_image_drives` and :func:`twin_tracking` use, in their order."""
-    return _tier_images(ds, tier, max_images)
 
 
 def normalisation_pairs(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = None) -> pd.DataFrame:
