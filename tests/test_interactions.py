@@ -223,6 +223,19 @@ def test_gain_tests_and_verdicts():
     assert verdict["by_snr"] and not verdict["by_type"] and "grows with" in verdict["text"]
 
 
+def test_maps_verdict_rules():
+    from v1nb.analysis.interactions import maps_verdict
+
+    missed = maps_verdict(0.07, 0.001, 0.03, why="a reason", pool_spearman=0.58)
+    assert missed["position"] and not missed["coupling"] and missed["pool"] and "do not recover" in missed["text"]
+    assert missed["text"].index("Why: a reason.") < missed["text"].index("learned pool recovers")
+    assert "pool" not in maps_verdict(0.07, 0.001, 0.03) and "Why" not in maps_verdict(0.6, 0.001, 0.001, why="x")["text"]
+    both = maps_verdict(0.6, 0.001, 0.001, pool_spearman=0.58)
+    assert both["coupling"] and both["pool"] and "learned pool recovers" in both["text"]
+    assert not maps_verdict(0.6, 0.2, 0.2, pool_spearman=0.3)["pool"]  # a partial Mantel p ≥ α fails coupling too
+    assert not maps_verdict(0.6, 0.2, 0.2)["coupling"]
+
+
 @pytest.fixture(scope="module")
 def quick_fits(tmp_path_factory):
     from v1nb.analysis.interactions import fit_interaction_models

@@ -629,13 +629,16 @@ def temporal_verdict(tau_true: float, tau_recovered: float, gain: float, spread:
 
 
 def maps_verdict(coupling_spearman: float, p_distance: float, p_coupling_partial: float,
-                 threshold: float = 0.5, alpha: float = 0.05) -> dict[str, Any]:
+                 threshold: float = 0.5, alpha: float = 0.05, pool_spearman: float | None = None,
+                 why: str | None = None) -> dict[str, Any]:
     """Answer of the attention-maps chapter.
 
     Rule: the maps *relate to cortical position* when the Mantel test against cortical distance has
     p < ``alpha``; they *recover the coupling* when the Spearman correlation with the true coupling
     over pairs within the coupling radius is ≥ ``threshold`` and the partial Mantel test (distance
-    partialled out) has p < ``alpha``.
+    partialled out) has p < ``alpha``. A missed coupling is followed by ``why`` (the measured reason,
+    e.g. :func:`coupling_size_verdict`). With ``pool_spearman`` (the normalisation stage's learned pool
+    against the true pool, pairs within the pool's radius) the pool is *recovered* when it is ≥ ``threshold``.
     """
     position = bool(p_distance < alpha)
     coupling = bool(coupling_spearman >= threshold and p_coupling_partial < alpha)
@@ -643,7 +646,15 @@ def maps_verdict(coupling_spearman: float, p_distance: float, p_coupling_partial
             f"(Mantel p = {p_distance:.3g}); its weights {'recover' if coupling else 'do not recover'} the "
             f"twin's lateral coupling (Spearman {coupling_spearman:.2f} over pairs within the coupling radius, "
             f"target ≥ {threshold}; partial Mantel given distance p = {p_coupling_partial:.3g}).")
-    return {"position": position, "coupling": coupling, "text": text}
+    if why and not coupling:
+        text += f" Why: {why}."
+    out: dict[str, Any] = {"position": position, "coupling": coupling}
+    if pool_spearman is not None and np.isfinite(pool_spearman):
+        out["pool"] = pool = bool(pool_spearman >= threshold)
+        text += (f" The normalisation stage's learned pool {'recovers' if pool else 'does not recover'} the twin's "
+                 f"normalisation pool (Spearman {pool_spearman:.3f}, target ≥ {threshold}).")
+    out["text"] = text
+    return out
 
 
 # ----------------------------------------------------------------------- who gains
