@@ -374,3 +374,28 @@ def test_papermill_false_alarms_about_parameters_are_dropped(caplog) -> None:
         logging.getLogger("papermill.translators").warning("Unable to parse line 1 'data = \"twin\"  # spec'.")
         logger.warning("Input notebook is missing")
     assert [r.getMessage() for r in caplog.records] == ["Input notebook is missing"]
+
+
+def test_kernels_are_shut_down_without_jupyter_clients_interrupt(monkeypatch) -> None:
+    """The runner's kernel manager skips the SIGINT jupyter_client sends before a shutdown request (it
+    made idle kernels log "KeyboardInterrupt caught in kernel" on the console), and passes every other
+    interrupt on."""
+    import asyncio
+
+    from jupyter_client import AsyncKernelManager
+
+    from v1nb.book.runner import quiet_kernel_manager
+
+    sent: list[str] = []
+
+    async def record(self) -> None:
+        sent.append("interrupt")
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_interrupt_kernel", record)
+    km = quiet_kernel_manager()(kernel_name="python3")
+    km.shutting_down = True
+    asyncio.run(km._async_interrupt_kernel())
+    assert sent == []
+    km.shutting_down = False
+    asyncio.run(km._async_interrupt_kernel())
+    assert sent == ["interrupt"]

@@ -370,7 +370,8 @@ def quiet_kernel_manager() -> type:
     whose sockets are plain TCP, which floods the console of ``v1nb book`` and ``v1nb sweep``.
     Rather than hide the warning, give it nothing to warn about: provision CurveZMQ keys
     (jupyter_client's ``transport_encryption="auto"``) when jupyter_client, libzmq and the
-    kernelspec support it, otherwise use local IPC sockets instead of TCP.
+    kernelspec support it, otherwise use local IPC sockets instead of TCP. Kernels are shut down
+    without jupyter_client's interrupt (see ``_async_interrupt_kernel``).
     """
     import zmq
     from jupyter_client import AsyncKernelManager
@@ -393,6 +394,17 @@ def quiet_kernel_manager() -> type:
                 return bool(self._kernel_supports_curve_encryption())
             except Exception:  # an older jupyter_client without the check
                 return False
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client sends SIGINT to every kernel it shuts down, before the shutdown request;
+            # a kernel that is just answering a late message then prints "[IPKernelApp] ERROR |
+            # KeyboardInterrupt caught in kernel" on the console (one in three chapters of a book
+            # build). The runner shuts a kernel down only after its last cell, and a kernel that is
+            # still busy then gets SIGTERM and SIGKILL (``shutdown_wait_time``), so the interrupt
+            # adds nothing there. Interrupts outside a shutdown (a cell's timeout) go through.
+            if getattr(self, "shutting_down", False):
+                return
+            await super()._async_interrupt_kernel()
 
     return QuietKernelManager
 
