@@ -301,7 +301,12 @@ IMAGE_LEVEL_VARIANTS = ("full", "no_normalisation", "no_coupling", "independent"
 
 
 def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column of ``a`` with the same column of ``b`` (NaN for a constant column)."""
+    """Pearson correlation of each column of ``a`` with the same column of ``b`` (NaN for a constant column).
+
+    Not :func:`v1nb.metrics.correlation`: its Sensorium form adds ε = 1e-8 to each s.d., which makes a
+    correlation depend on the columns' scale (corr(x, x) = 1 − 2·10⁻⁷ for the twin's small drives), so a
+    switched-off interaction would show a headroom above 0 and the oracle would "gain" from a rescaling.
+    """
     a = a - a.mean(0)
     b = b - b.mean(0)
     denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
