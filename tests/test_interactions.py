@@ -433,3 +433,59 @@ def test_headroom_verdict_rules():
     assert "do not follow" in lost["text"] and "does not move" in lost["text"] and "nothing to add" in lost["text"]
     assert headroom_verdict(head, pd.Series({"full": 0.8, "no_normalisation": 0.79}),
                             oracle={"model": 0.8, "oracle": 0.83, "oracle_gain": 0.03})["oracle_helps"]
+
+
+def test_joint_stages_train_from_scratch_beside_the_baselines(tmp_path, monkeypatch):
+    """joint=: such a stage is a fresh network with the baseline's schedule and seed (no parent,
+    JOINT_SETTINGS applied); the other stages stay fine-tunes of the baseline."""
+    from test_models import FAST, toy_dataset
+
+    from v1nb.analysis.interactions import JOINT_SETTINGS, fit_interaction_models
+
+    monkeypatch.setenv("V1NB_CACHE", str(tmp_path))
+    ds = toy_dataset(seed=3)
+    base, stages = fit_interaction_models(ds, [0, 1], FAST, stages=("normalisation", "temporal"),
+                                          joint=("normalisation",), max_epochs=1, n_jobs=1)
+    for b, joint, tuned in zip(base, stages["normalisation"], stages["temporal"]):
+        assert joint.random_state == b.random_state
+        assert not joint.history_.get("parent") and tuned.history_["parent"] == b.cache_key_
+        assert joint.settings["norm_neighbours"] == JOINT_SETTINGS["norm_neighbours"]
+        assert joint.settings["max_epochs"] == FAST["max_epochs"] and tuned.settings["max_epochs"] == 1
+    # a caller's own stage setting wins over JOINT_SETTINGS
+    _, own = fit_interaction_models(ds, [0], FAST, stages=("normalisation",), joint=("normalisation",),
+                                    n_jobs=1, norm_neighbours=4)
+    assert own["normalisation"][0].settings["norm_neighbours"] == 4
+    assert own["normalisation"][0].network_.interaction.neighbours.shape == (ds.sizes["neuron"], 4)
+    with pytest.raises(ValueError, match="joint=.*none"):
+        fit_interaction_models(ds, [0], FAST, joint=("none",))
+
+
+def test_joint_stages_parameter_is_checked():
+    from v1nb.analysis.interactions import joint_stages
+
+    assert joint_stages("normalisation") == ("normalisation",)
+    assert joint_stages(" attention , normalisation") == ("attention", "normalisation")
+    assert joint_stages("") == ()
+    with pytest.raises(ValueError, match="joint_stages='attention,bogus'.*bogus"):
+        joint_stages("attention,bogus")
+
+
+def test_attention_verdict_rules():
+    """helps: gain > spread and control ≥ −tolerance; specific: gain − control gain > spread too."""
+    import pandas as pd
+
+    from v1nb.analysis.interactions import attention_verdict
+
+    rows = {("interacting", "baseline"): (0.002, 0.0), ("interacting", "attention"): (0.0, 0.005),
+            ("interacting", "normalisation"): (0.0, 0.0045), ("interacting", "temporal"): (0.0, 0.001),
+            ("control", "attention"): (0.0, 0.001), ("control", "normalisation"): (0.0, 0.0044),
+            ("control", "temporal"): (0.0, -0.006)}
+    gains = pd.DataFrame([{"twin": t, "stage": s, "sd": sd, "gain": g} for (t, s), (sd, g) in rows.items()])
+    v = attention_verdict(gains.set_index(["twin", "stage"]))
+    assert v["spread"] == 0.002
+    assert v["helps"] == {"attention": True, "normalisation": True, "temporal": False}
+    assert v["specific"] == {"attention": True, "normalisation": False, "temporal": True}
+    assert v["text"].startswith("2 of 3") and "normalisation is made on the control twin too" in v["text"]
+    # without a control twin nothing can be called specific, and the text says nothing about it
+    alone = attention_verdict(gains[gains.twin == "interacting"].set_index(["twin", "stage"]))
+    assert not any(alone["specific"].values()) and "control gain" not in alone["text"]

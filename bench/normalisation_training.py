@@ -1,0 +1,74 @@
+"""How the divisive-normalisation stage must be trained to gain: fine-tuned or jointly from scratch.
+
+Usage: ``PYTHONPATH=. python3 bench/normalisation_training.py`` (default twin, model seeds 0-2;
+fits cached in ``$V1NB_CACHE``, the book's cache by default, so the book's own fits are reused).
+Fits the normalisation stage four ways and scores each against the baseline of the same seed
+(mean test single-trial correlation, stage minus baseline):
+
+* ``finetune_no_core`` — the Part V fine-tune before this comparison (core frozen, lr 0.005, 10 epochs);
+* ``finetune_all`` — the same fine-tune with the core training too;
+* ``joint_k96`` — core, readout and stage trained together from the start (the baseline's schedule),
+  pool over 96 cortical neighbours (the stage's default);
+* ``joint_k32`` — the same over 32 neighbours (:data:`v1nb.analysis.interactions.JOINT_SETTINGS`),
+  also on the control twin (interactions off), where it must not lose.
+
+Records per variant: gain, its s.d. over seeds, the learned pool amplitude (the twin's is ≈ 0.5), the
+median learned exponent, and CPU seconds relative to the baseline's. Writes
+``bench/results/normalisation_training.json``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from v1nb.analysis import interactions as inter
+from v1nb.io import write_json
+from v1nb.machine import machine
+from v1nb.models import fit_many
+from v1nb.models.budgets import budget_settings
+from v1nb.provenance import versions
+
+SEEDS = [0, 1, 2]
+
+
+def summarise(ds, baselines, models) -> dict:
+    b = np.array([inter.model_scores(m, ds)["correlation"] for m in baselines])
+    s = np.array([inter.model_scores(m, ds)["correlation"] for m in models])
+    stage = [m.network_.interaction for m in models]
+    return {"gain": float((s - b).mean()), "gain_sd": float((s - b).std(ddof=1)),
+            "baseline_spread": float(b.std(ddof=1)), "correlation": s.tolist(),
+            "pool_amplitude": [float(st.amplitude.detach().abs()) for st in stage],
+            "exponent_median": [float(st.log_exponent.detach().exp().median()) for st in stage],
+            "cpu_ratio": [m.history_["cpu_seconds"] / base.history_["cpu_seconds"] for m, base in zip(models, baselines)],
+            "epochs": [len(m.history_["epochs"]) - 1 for m in models]}
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    ds, control = inter.open_twins("twin:default", 0)
+    training = budget_settings("auto", "twin:default")
+    norm = {"interaction": "normalisation", **training}
+    joint_jobs = [{"core": "cnn", "readout": "gaussian", "seed": s, "dataset": d, "norm_neighbours": k, **norm}
+                  for d, k in ((ds, 96), (ds, 32), (control, 32)) for s in SEEDS]
+    base_jobs = [{"core": "cnn", "readout": "gaussian", "seed": s, "dataset": d, **training}
+                 for d in (ds, control) for s in SEEDS]
+    fitted = fit_many(ds, joint_jobs + base_jobs)  # the longest first
+    joint96, joint32, joint32_control = (fitted[i * 3:(i + 1) * 3] for i in range(3))
+    base, base_control = fitted[9:12], fitted[12:15]
+    finetunes = {}
+    for trainable in ("no_core", "all"):
+        finetunes[trainable] = fit_many(ds, [{"core": "cnn", "readout": "gaussian", "seed": b.random_state,
+                                              "parent": b, **norm, **inter.FINETUNE, "trainable": trainable}
+                                             for b in base])
+    out = {"benchmark": "normalisation_training", "twin": "twin:default", "seeds": SEEDS,
+           "variants": {"finetune_no_core": summarise(ds, base, finetunes["no_core"]),
+                        "finetune_all": summarise(ds, base, finetunes["all"]),
+                        "joint_k96": summarise(ds, base, joint96),
+                        "joint_k32": summarise(ds, base, joint32),
+                        "joint_k32_control": summarise(control, base_control, joint32_control)},
+           "seconds": time.time() - t0, "machine": machine(), "versions": versions()}
+    for name, v in out["variants"].items():
+        print(f"{name:18s} gain {v['gain']:+.4f} ± {v['gain_sd']:.4f} (spread {v['baseline_spread']:.4f}) "
+              f"amplitude {np.mean(v['pool_amplitude']):.3f} cpu × {np.mean(v['cpu_ratio']):.2f}")
+    write_json("bench/results/normalisation_training.json", out)
