@@ -489,3 +489,18 @@ def test_attention_verdict_rules():
     # without a control twin nothing can be called specific, and the text says nothing about it
     alone = attention_verdict(gains[gains.twin == "interacting"].set_index(["twin", "stage"]))
     assert not any(alone["specific"].values()) and "control gain" not in alone["text"]
+
+
+@pytest.mark.parametrize("chapter", ["attention", "attention_maps", "who_gains"])
+def test_chapters_train_the_package_joint_stages_by_default(chapter):
+    """The chapters' joint_stages default is the package's JOINT (they share cache entries)."""
+    from pathlib import Path
+
+    import nbformat
+
+    from v1nb.analysis.interactions import JOINT, joint_stages
+    from v1nb.book.chapters import read_parameters
+
+    path = Path(__file__).parents[1] / "book" / "interactions" / f"{chapter}.ipynb"
+    default = read_parameters(nbformat.read(path, as_version=4), path)["joint_stages"].default
+    assert joint_stages(default) == JOINT
