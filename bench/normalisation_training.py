@@ -13,7 +13,9 @@ Fits the normalisation stage four ways and scores each against the baseline of t
   also on the control twin (interactions off), where it must not lose.
 
 Records per variant: gain, its s.d. over seeds, the learned pool amplitude (the twin's is ≈ 0.5), the
-median learned exponent, and CPU seconds relative to the baseline's. Writes
+median learned exponent, the weight b of embedding similarity in the pool, the Spearman correlation
+of the first seed's pool with the twin's (pairs within the coupling radius, as in the attention_maps
+chapter), and CPU seconds relative to the baseline's. Writes
 ``bench/results/normalisation_training.json``.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy import stats
 
 from v1nb.analysis import interactions as inter
 from v1nb.io import write_json
@@ -32,7 +35,7 @@ from v1nb.provenance import versions
 SEEDS = [0, 1, 2]
 
 
-def summarise(ds, baselines, models) -> dict:
+def summarise(ds, baselines, models, truth=None) -> dict:
     b = np.array([inter.model_scores(m, ds)["correlation"] for m in baselines])
     s = np.array([inter.model_scores(m, ds)["correlation"] for m in models])
     stage = [m.network_.interaction for m in models]
@@ -41,7 +44,17 @@ def summarise(ds, baselines, models) -> dict:
             "pool_amplitude": [float(st.amplitude.detach().abs()) for st in stage],
             "exponent_median": [float(st.log_exponent.detach().exp().median()) for st in stage],
             "cpu_ratio": [m.history_["cpu_seconds"] / base.history_["cpu_seconds"] for m, base in zip(models, baselines)],
-            "epochs": [len(m.history_["epochs"]) - 1 for m in models]}
+            "epochs": [len(m.history_["epochs"]) - 1 for m in models],
+            # the learned pool of the first seed against the twin's, pairs within the coupling radius
+            # (as the attention_maps chapter measures it), and the learned embedding-similarity weight b
+            "pool_spearman": pool_spearman(models[0], ds, truth) if truth is not None else float("nan"),
+            "similarity_weight": [float(st.similarity.detach()) for st in stage]}
+
+
+def pool_spearman(model, ds, truth) -> float:
+    pairs = inter.normalisation_pairs(model, ds, truth)
+    inside = pairs[pairs.within_radius]
+    return float(stats.spearmanr(inside["weight"], inside["pool"]).statistic)
 
 
 if __name__ == "__main__":
@@ -61,14 +74,16 @@ if __name__ == "__main__":
         finetunes[trainable] = fit_many(ds, [{"core": "cnn", "readout": "gaussian", "seed": b.random_state,
                                               "parent": b, **norm, **inter.FINETUNE, "trainable": trainable}
                                              for b in base])
+    truth = inter.ground_truth(ds)
     out = {"benchmark": "normalisation_training", "twin": "twin:default", "seeds": SEEDS,
-           "variants": {"finetune_no_core": summarise(ds, base, finetunes["no_core"]),
-                        "finetune_all": summarise(ds, base, finetunes["all"]),
-                        "joint_k96": summarise(ds, base, joint96),
-                        "joint_k32": summarise(ds, base, joint32),
+           "variants": {"finetune_no_core": summarise(ds, base, finetunes["no_core"], truth),
+                        "finetune_all": summarise(ds, base, finetunes["all"], truth),
+                        "joint_k96": summarise(ds, base, joint96, truth),
+                        "joint_k32": summarise(ds, base, joint32, truth),
                         "joint_k32_control": summarise(control, base_control, joint32_control)},
            "seconds": time.time() - t0, "machine": machine(), "versions": versions()}
     for name, v in out["variants"].items():
         print(f"{name:18s} gain {v['gain']:+.4f} ± {v['gain_sd']:.4f} (spread {v['baseline_spread']:.4f}) "
-              f"amplitude {np.mean(v['pool_amplitude']):.3f} cpu × {np.mean(v['cpu_ratio']):.2f}")
+              f"amplitude {np.mean(v['pool_amplitude']):.3f} pool Spearman {v['pool_spearman']:.3f} "
+              f"cpu × {np.mean(v['cpu_ratio']):.2f}")
     write_json("bench/results/normalisation_training.json", out)

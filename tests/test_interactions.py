@@ -504,3 +504,12 @@ def test_chapters_train_the_package_joint_stages_by_default(chapter):
     path = Path(__file__).parents[1] / "book" / "interactions" / f"{chapter}.ipynb"
     default = read_parameters(nbformat.read(path, as_version=4), path)["joint_stages"].default
     assert joint_stages(default) == JOINT
+
+
+def test_maps_verdict_judges_attention_against_the_pool():
+    from v1nb.analysis.interactions import maps_verdict
+
+    v = maps_verdict(0.02, 0.001, 0.001, pool_spearman=0.29, attention_pool_spearman=0.58)
+    assert not v["pool"] and v["attention_pool"] and "attention weights follow" in v["text"]
+    assert not maps_verdict(0.02, 0.001, 0.001, attention_pool_spearman=0.4)["attention_pool"]
+    assert "attention_pool" not in maps_verdict(0.02, 0.001, 0.001, attention_pool_spearman=float("nan"))
