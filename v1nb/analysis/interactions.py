@@ -757,7 +757,9 @@ FINETUNE: dict[str, Any] = {"lr": 0.005, "max_epochs": 10, "trainable": "no_core
 #: seed, no parent) instead of fine-tuned from the baseline. Divisive normalisation needs it: fine-tuned
 #: from a baseline whose readout already fits the responses, its pool stays almost empty (amplitude
 #: 0.01 against the twin's 0.5, also with the core training: ``bench/normalisation_training.py``);
-#: trained jointly the core learns a drive to be normalised and the pool grows to the twin's size.
+#: trained jointly the core learns a drive to be normalised and the pool fills (total weight 0.65 on
+#: the default twin). Its gain there is not specific to normalisation, though: it gains as much on the
+#: control twin, with a smaller pool (0.25) — :func:`attention_verdict` says so in the chapter.
 JOINT: tuple[str, ...] = ("normalisation",)
 
 #: Settings of the jointly trained stages: a pool over 32 cortical neighbours, not the stage's
