@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy import stats
 
 from v1nb.analysis import interactions as inter
 from v1nb.io import write_json
@@ -35,26 +34,23 @@ from v1nb.provenance import versions
 SEEDS = [0, 1, 2]
 
 
-def summarise(ds, baselines, models, truth=None) -> dict:
-    b = np.array([inter.model_scores(m, ds)["correlation"] for m in baselines])
-    s = np.array([inter.model_scores(m, ds)["correlation"] for m in models])
+def correlations(ds, models) -> np.ndarray:
+    return np.array([inter.model_scores(m, ds)["correlation"] for m in models])
+
+
+def summarise(ds, baselines, base_corr, models, truth=None) -> dict:
+    s = correlations(ds, models)
     stage = [m.network_.interaction for m in models]
-    return {"gain": float((s - b).mean()), "gain_sd": float((s - b).std(ddof=1)),
-            "baseline_spread": float(b.std(ddof=1)), "correlation": s.tolist(),
-            "pool_amplitude": [float(st.amplitude.detach().abs()) for st in stage],
+    return {"gain": float((s - base_corr).mean()), "gain_sd": float((s - base_corr).std(ddof=1)),
+            "baseline_spread": float(base_corr.std(ddof=1)), "correlation": s.tolist(),
+            "pool_amplitude": [inter.pool_amplitude([m]) for m in models],
             "exponent_median": [float(st.log_exponent.detach().exp().median()) for st in stage],
             "cpu_ratio": [m.history_["cpu_seconds"] / base.history_["cpu_seconds"] for m, base in zip(models, baselines)],
             "epochs": [len(m.history_["epochs"]) - 1 for m in models],
             # the learned pool of the first seed against the twin's, pairs within the coupling radius
             # (as the attention_maps chapter measures it), and the learned embedding-similarity weight b
-            "pool_spearman": pool_spearman(models[0], ds, truth) if truth is not None else float("nan"),
+            "pool_spearman": inter.pool_spearman(inter.normalisation_pairs(models[0], ds, truth)) if truth is not None else float("nan"),
             "similarity_weight": [float(st.similarity.detach()) for st in stage]}
-
-
-def pool_spearman(model, ds, truth) -> float:
-    pairs = inter.normalisation_pairs(model, ds, truth)
-    inside = pairs[pairs.within_radius]
-    return float(stats.spearmanr(inside["weight"], inside["pool"]).statistic)
 
 
 if __name__ == "__main__":
@@ -75,12 +71,13 @@ if __name__ == "__main__":
                                               "parent": b, **norm, **inter.FINETUNE, "trainable": trainable}
                                              for b in base])
     truth = inter.ground_truth(ds)
+    scored, scored_control = correlations(ds, base), correlations(control, base_control)  # once, not per variant
     out = {"benchmark": "normalisation_training", "twin": "twin:default", "seeds": SEEDS,
-           "variants": {"finetune_no_core": summarise(ds, base, finetunes["no_core"], truth),
-                        "finetune_all": summarise(ds, base, finetunes["all"], truth),
-                        "joint_k96": summarise(ds, base, joint96, truth),
-                        "joint_k32": summarise(ds, base, joint32, truth),
-                        "joint_k32_control": summarise(control, base_control, joint32_control)},
+           "variants": {"finetune_no_core": summarise(ds, base, scored, finetunes["no_core"], truth),
+                        "finetune_all": summarise(ds, base, scored, finetunes["all"], truth),
+                        "joint_k96": summarise(ds, base, scored, joint96, truth),
+                        "joint_k32": summarise(ds, base, scored, joint32, truth),
+                        "joint_k32_control": summarise(control, base_control, scored_control, joint32_control)},
            "seconds": time.time() - t0, "machine": machine(), "versions": versions()}
     for name, v in out["variants"].items():
         print(f"{name:18s} gain {v['gain']:+.4f} ± {v['gain_sd']:.4f} (spread {v['baseline_spread']:.4f}) "

@@ -276,6 +276,7 @@ def test_stages_fine_tune_from_the_baseline_and_are_analysed(quick_fits):
     assert summary["kernels"].shape == (1, 8) and np.isfinite(summary["tau"]).all()
     norm = inter.normalisation_pairs(stages["normalisation"][0], ds)
     assert (norm["weight"] >= 0).all()
+    assert -1 <= inter.pool_spearman(norm) <= 1
     costs = inter.training_costs(base, stages)
     assert (costs["cpu_seconds"] > 0).all()
 
@@ -485,6 +486,7 @@ def test_attention_verdict_rules():
     assert v["spread"] == 0.002
     assert v["helps"] == {"attention": True, "normalisation": True, "temporal": False}
     assert v["specific"] == {"attention": True, "normalisation": False, "temporal": True}
+    assert v["beyond_control"] == pytest.approx({"attention": 0.004, "normalisation": 0.0001, "temporal": 0.007})
     assert v["text"].startswith("2 of 3") and "normalisation is made on the control twin too" in v["text"]
     # without a control twin nothing can be called specific, and the text says nothing about it
     alone = attention_verdict(gains[gains.twin == "interacting"].set_index(["twin", "stage"]))

@@ -98,15 +98,16 @@ def attention_verdict(gains: pd.DataFrame, control_tolerance: float = 0.005) -> 
     Returns
     -------
     dict: ``helps`` (stage → bool), ``specific`` (stage → bool; False without a control twin),
-    ``spread``, ``text``.
+    ``beyond_control`` (stage → gain minus the control twin's gain; NaN without one), ``spread``, ``text``.
     """
     spread = float(gains.loc[("interacting", "baseline"), "sd"])
-    helps, specific, parts = {}, {}, []
+    helps, specific, beyond, parts = {}, {}, {}, []
     for stage in [s for s in STAGES if ("interacting", s) in gains.index]:
         gain = float(gains.loc[("interacting", stage), "gain"])
         control = float(gains.loc[("control", stage), "gain"]) if ("control", stage) in gains.index else float("nan")
         ok = bool(gain > spread and not control < -control_tolerance)
         helps[stage] = ok
+        beyond[stage] = gain - control  # NaN without a control twin
         specific[stage] = bool(np.isfinite(control) and gain - control > spread)
         parts.append(f"{stage}: gain {gain:+.4f} on the interacting twin (spread {spread:.4f}), "
                      f"{control:+.4f} on the control twin → {'helps' if ok else 'does not pass'}"
@@ -126,7 +127,7 @@ def attention_verdict(gains: pd.DataFrame, control_tolerance: float = 0.005) -> 
         reference = float(gains.loc[("interacting", "none"), "gain"])
         text += (f" The same fine-tune without any stage gains {reference:+.4f}: what a fine-tuned stage gains "
                  "beyond it is the stage's own contribution.")
-    return {"helps": helps, "specific": specific, "spread": spread, "text": text}
+    return {"helps": helps, "specific": specific, "beyond_control": beyond, "spread": spread, "text": text}
 
 
 # ---------------------------------------------------------------------- ground truth
@@ -503,6 +504,13 @@ def pool_amplitude(models: Sequence[Any]) -> float:
         with torch.no_grad():
             totals.append(float(stage.weights(None).sum(1).mean()))
     return float(np.mean(totals))
+
+
+def pool_spearman(pairs: pd.DataFrame) -> float:
+    """Spearman correlation of a normalisation stage's learned pool ``W`` with the twin's pool ``P``
+    over the pairs within the coupling radius (``pairs``: :func:`normalisation_pairs`)."""
+    inside = pairs[pairs.within_radius]
+    return float(stats.spearmanr(inside["weight"], inside["pool"]).statistic)
 
 
 def normalisation_pairs(model: Any, ds: xr.Dataset, truth: Mapping[str, Any] | None = None) -> pd.DataFrame:
