@@ -351,6 +351,24 @@ def test_fit_seeds_in_workers_matches_in_process_fits(ds, tmp_path):
         fit_seeds(ds, seeds=[0, 0])
 
 
+def test_fit_core_seeds_starts_the_long_core_first_and_returns_each_core_in_seed_order(ds, tmp_path, monkeypatch):
+    from v1nb.cluster import embedding_clustering as EC
+    import v1nb.models
+
+    fitted = EC.fit_core_seeds(ds, {"cnn": [1, 0], "rotation": [0]}, n_jobs=1, cache_dir=tmp_path, **FAST)
+    assert [m.random_state for m in fitted["cnn"]] == [1, 0] and fitted["rotation"][0].random_state == 0
+    assert fitted["rotation"][0].core == "rotation"
+    alone = fit(ds, "cnn", "gaussian", seed=1, use_cache=False, **FAST)
+    np.testing.assert_array_equal(fitted["cnn"][0].predict(ds).values, alone.predict(ds).values)
+    seen = []
+    monkeypatch.setattr(v1nb.models, "fit_many", lambda ds, jobs, **kw: seen.extend(jobs) or list(range(len(jobs))))
+    out = EC.fit_core_seeds(ds, {"cnn": [0, 1], "rotation": [2]})
+    assert [(j["core"], j["seed"]) for j in seen] == [("rotation", 2), ("cnn", 0), ("cnn", 1)]
+    assert out == {"cnn": [1, 2], "rotation": [0]}
+    with pytest.raises(ValueError, match="rotation.*distinct"):
+        EC.fit_core_seeds(ds, {"cnn": [0], "rotation": [1, 1]})
+
+
 def test_fit_many_validates_every_job_first(ds, tmp_path):
     with pytest.raises(ValueError, match="core='nope'"):
         fit_many(ds, [{"core": "cnn", **FAST}, {"core": "nope"}], n_jobs=2, cache_dir=tmp_path)
