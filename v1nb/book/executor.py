@@ -340,13 +340,9 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 
 
 
-#: Chapters that dominate a cold build, started first (in book order) in a parallel build when no
-#: earlier run of theirs gives a duration: the models chapter fits every Part III network
-#: (``bench/results/book.json``); Part IV's classical chapter fits the pre-trained models of every
-#: seed that the other Part IV chapters fine-tune, and n_clusters its own null twin's — started
-#: beside classical they fill the cores instead of forming the build's tail
-#: (``bench/results/chapters_embeddings_default_jobs2.json``).
-LONGEST_FIRST = ("models", "classical", "n_clusters")
+#: Chapters that dominate a cold build (``bench/results/book.json``: the models chapter fits every
+#: network), started first in a parallel build when no earlier run of theirs gives a duration.
+LONGEST_FIRST = ("models",)
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
