@@ -62,6 +62,48 @@ def test_normalisation_rejects_an_unknown_pool():
         DivisiveNormalisation(10, _positions(10), pool="dense")
 
 
+@pytest.mark.parametrize("pool", ["distance", "free"])
+def test_dense_and_gathered_normalisation_pools_agree_with_the_same_gradients(pool, monkeypatch):
+    from v1nb.models.interactions import normalisation as norm_module
+
+    n = 30
+    pos = _positions(n)
+    torch.manual_seed(0)
+    dense = DivisiveNormalisation(n, pos, pool=pool, neighbours=8)
+    monkeypatch.setattr(norm_module, "DENSE_MAX_NEURONS", n - 1)  # too many neurons: gathers
+    gathered = DivisiveNormalisation(n, pos, pool=pool, neighbours=8)
+    assert dense.dense and not gathered.dense
+    with torch.no_grad():  # a full pool, not the near-empty start, so that the pool matters
+        for p in dense.parameters():
+            p.add_(0.5 * torch.randn_like(p)).abs_() if p.ndim == 2 else p.add_(0.3 * torch.randn_like(p))
+    gathered.load_state_dict(dense.state_dict())
+    drive, emb = torch.randn(5, n), torch.randn(n, 6)
+    outs = []
+    for stage in (dense, gathered):
+        out = stage(drive, Context(embedding=emb, positions=pos))
+        out.square().sum().backward()
+        outs.append((out.detach(), [p.grad.clone() for p in stage.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    for g_dense, g_gathered in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(g_dense, g_gathered, rtol=1e-4, atol=1e-6)
+    # a pool that matters: the output differs from the stage's own numerator
+    assert (outs[0][0] - (F.elu(drive) + 1) ** dense.log_exponent.exp()).abs().max() > 1e-2
+
+
+def test_a_dense_pool_loaded_into_a_stage_built_elsewhere_uses_the_saved_neighbours():
+    # a model from the cache is rebuilt, then its state loaded: the pool must follow the saved
+    # neighbour index, not the one the rebuilt stage started with (here: other positions)
+    n = 30
+    trained = DivisiveNormalisation(n, _positions(n, seed=0), neighbours=8)
+    with torch.no_grad():
+        trained.amplitude.fill_(0.8)
+    rebuilt = DivisiveNormalisation(n, _positions(n, seed=1), neighbours=8)
+    assert trained.dense and not torch.equal(rebuilt.neighbours, trained.neighbours)
+    rebuilt.load_state_dict(trained.state_dict())
+    drive, ctx = torch.randn(4, n), Context(embedding=torch.randn(n, 5))
+    torch.testing.assert_close(rebuilt(drive, ctx), trained(drive, ctx), rtol=0, atol=0)
+
+
 def test_chunked_attention_equals_unchunked_with_the_same_gradients():
     n = 30
     pos = _positions(n)

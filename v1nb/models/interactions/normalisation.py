@@ -10,7 +10,12 @@ that with an empty pool (``W = 0``) and ``p = 1`` the stage is the identity: a f
 plain model starts exactly from it. Each neighbour enters the pool with its *own* exponent
 ``p_m``: then ``d^p`` is computed once per neuron and gathered, instead of raising the
 ``B × N × K`` neighbour activities to every target's exponent (measured 3–4× cheaper per step on
-CPU; with a shared exponent the two are the same). Exponent ``p_n > 0`` and semi-saturation ``σ_n > 0`` are per
+CPU; with a shared exponent the two are the same). Up to :data:`DENSE_MAX_NEURONS` neurons the
+pool is scattered into a dense ``N × N`` matrix and applied as one matrix product
+``d^p W^T``: on CPU that is several times faster than gathering the ``B × N × K`` neighbour
+activities (``bench/normalisation_training.py``; 1,000 neurons, batch 128, 96 neighbours), which is
+what makes a pool of 96 neighbours affordable when it is trained jointly with the core. Larger
+populations gather (memory ``B × N × K`` instead of ``N²``); both compute the same sum. Exponent ``p_n > 0`` and semi-saturation ``σ_n > 0`` are per
 neuron (log-parametrised, starting at 1). The pool ``W ≥ 0`` runs over each neuron's K nearest
 neighbours on the cortical surface (:mod:`.neighbours`) and is, by ``norm_pool``:
 
@@ -42,6 +47,8 @@ from v1nb.models.interactions.neighbours import neighbour_index, pair_offsets
 from v1nb.models.registry import INTERACTIONS
 
 POOLS = ("distance", "free")
+#: Largest population whose pool is applied as a dense ``N × N`` matrix (64 MB in float32 at 4,096).
+DENSE_MAX_NEURONS = 4096
 
 
 class DivisiveNormalisation(nn.Module):
@@ -73,6 +80,7 @@ class DivisiveNormalisation(nn.Module):
         index = neighbour_index(positions, n_neurons, neighbours)
         self.register_buffer("neighbours", index)
         self.register_buffer("offsets", pair_offsets(positions, index))
+        self.dense = n_neurons <= DENSE_MAX_NEURONS
         self.log_exponent = nn.Parameter(torch.zeros(n_neurons))
         self.log_sigma = nn.Parameter(torch.zeros(n_neurons))
         if pool == "distance":
@@ -97,10 +105,21 @@ class DivisiveNormalisation(nn.Module):
         d = F.elu(drive + self.elu_offset) + 1.0
         p = self.log_exponent.exp()
         dp = d.clamp_min(1e-6) ** p  # (B, N)
-        # index_select: its backward is an index_add (fast on CPU), unlike advanced indexing's scatter
-        nbr = self.neighbours
-        dm = torch.index_select(dp, 1, nbr.reshape(-1)).reshape(dp.shape[0], *nbr.shape)  # (B, N, K)
-        pooled = (dm * self.weights(context.embedding)[None]).sum(-1)
+        w = self.weights(context.embedding)  # (N, K)
+        n = dp.shape[1]
+        if self.dense:
+            # row n's neighbours as flat positions n·N + m of the dense matrix, derived from the saved
+            # neighbour index on every call (never kept beside it: a model loaded from the cache must
+            # use the index it was trained with). scatter's backward is a gather of N·K entries; the
+            # product runs as one GEMM.
+            flat = (torch.arange(n, device=w.device)[:, None] * n + self.neighbours).reshape(-1)
+            pool = torch.zeros(n * n, dtype=w.dtype, device=w.device).scatter(0, flat, w.reshape(-1))
+            pooled = dp @ pool.view(n, n).T
+        else:
+            # index_select: its backward is an index_add (fast on CPU), unlike advanced indexing's scatter
+            nbr = self.neighbours
+            dm = torch.index_select(dp, 1, nbr.reshape(-1)).reshape(dp.shape[0], *nbr.shape)  # (B, N, K)
+            pooled = (dm * w[None]).sum(-1)
         return dp / (1.0 + pooled / self.log_sigma.exp() ** p)
 
     def regularizer(self) -> torch.Tensor:
