@@ -419,9 +419,10 @@ def test_netcdf_spec_round_trip(tmp_path):
 
 def test_twin_spec_delegates_lazily(monkeypatch):
     calls = []
-    fake = types.ModuleType("v1nb.data.digital_twin")
-    fake.twin = lambda profile="default", **kw: calls.append((profile, kw)) or "twin-dataset"
-    monkeypatch.setitem(sys.modules, "v1nb.data.digital_twin", fake)
+    # the twin (and scikit-image with it) is imported only when a twin is asked for, through its store
+    fake = types.ModuleType("v1nb.data.digital_twin.store")
+    fake.cached_twin = lambda profile="default", **kw: calls.append((profile, kw)) or "twin-dataset"
+    monkeypatch.setitem(sys.modules, "v1nb.data.digital_twin.store", fake)
     assert open_dataset("twin:quick", seed=3) == "twin-dataset"
     assert open_dataset("twin") == "twin-dataset"
     assert calls == [("quick", {"seed": 3}), ("default", {})]

@@ -9,6 +9,7 @@ either the old file or none, never a truncated one that a later build would trus
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -49,6 +50,29 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the entry ``path`` of a cache folder (other processes asking wait).
+
+    For entries written with :func:`atomic_path`: a second process that wants the same entry
+    waits, then finds it written, instead of computing it again. The lock lives in
+    ``<folder>/.locks/``; the operating system releases it when the holder exits, so a killed
+    worker never blocks the entry. Hidden temporary files a killed writer left beside the entry
+    are removed once the lock is held.
+    """
+    path = Path(path)
+    locks = path.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{path.name}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            for stale in path.parent.glob(f".{path.name}.*"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(target: str | os.PathLike, obj: Any) -> Path:

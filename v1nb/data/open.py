@@ -3,7 +3,8 @@
 ``spec`` is one of
 
 - ``"twin"`` or ``"twin:<profile>"``: the digital twin (:func:`v1nb.data.twin`), options are its
-  overrides (e.g. ``seed=1``);
+  overrides (e.g. ``seed=1``); simulated once per configuration and then read back from the
+  cache (:mod:`v1nb.data.digital_twin.store`);
 - a NetCDF file written by :func:`v1nb.data.to_netcdf`;
 - a path in one of the public formats of :mod:`v1nb.data.formats` (Antolik, Allen, Stringer,
   Sensorium, nat60k, Cowley), recognised from file names and folder content; options are the
@@ -63,10 +64,11 @@ def open_dataset(spec: str | os.PathLike, **options: Any) -> xr.Dataset:
     >>> ds = open_dataset("../shared/data/antolik2016", region=2)  # doctest: +SKIP
     """
     if isinstance(spec, str) and (spec == TWIN or spec.startswith(TWIN + ":")):
-        from v1nb.data.digital_twin import twin  # imported lazily: the twin pulls in scikit-image
+        # imported lazily: the twin pulls in scikit-image
+        from v1nb.data.digital_twin.store import cached_twin
 
         profile = spec.partition(":")[2] or "default"
-        return twin(profile, **options)
+        return cached_twin(profile, **options)
     path = _resolve(spec)
     fmt = formats.detect(path)
     valid = formats.options(fmt)

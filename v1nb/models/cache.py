@@ -18,37 +18,35 @@ The key (:func:`cache_key`) is a SHA-256 of
   :mod:`v1nb.fingerprint`, shared with the chapter runner).
 
 Entries are written atomically (:func:`v1nb.io.atomic_path`), under a per-key lock
-(:func:`entry_lock`) so that a second process asking for the same fit waits and then reuses it
+(:func:`v1nb.io.entry_lock`) so that a second process asking for the same fit waits and then reuses it
 instead of fitting it again. Reading checks the file's own key and structure; a file that cannot be
 read or does not match is reported with a :class:`CacheWarning` and the model is retrained (and
 the entry overwritten), never silently used. A worker killed mid-write leaves at most a hidden
 temporary file, never an entry; such leftovers are removed the next time the key is fitted.
 
-The folder is ``$V1NB_CACHE`` when set, else ``.cache/models`` under the repository root (or
+The folder (:func:`v1nb.data.locations.cache_dir`) is ``$V1NB_CACHE`` when set, else ``.cache/models`` under the repository root (or
 ``~/.cache/v1nb/models`` when the package is not installed from a checkout). It is checked before
 any fitting (:func:`check_cache_dir`), and a finished fit is never lost to a failed cache write.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
 import json
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
 from v1nb.fingerprint import package_fingerprint, source_fingerprint  # noqa: F401 (re-exported)
-from v1nb.io import atomic_path
+from v1nb.data.locations import cache_dir  # noqa: F401 (re-exported: v1nb.models.cache_dir)
+from v1nb.io import atomic_path, entry_lock  # noqa: F401 (entry_lock re-exported)
 from v1nb.models.config import config_from_dict
 from v1nb.models.network import build_network
 from v1nb.provenance import versions
@@ -61,17 +59,6 @@ RUNTIME_SETTINGS = ("progress", "num_threads")
 
 class CacheWarning(UserWarning):
     """A cache entry was unusable (corrupt, mismatched) and the model is retrained."""
-
-
-def cache_dir() -> Path:
-    """The model cache folder (``$V1NB_CACHE`` or ``<repo>/.cache/models``)."""
-    env = os.environ.get("V1NB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / ".cache" / "models"
-    return Path.home() / ".cache" / "v1nb" / "models"
 
 
 def check_cache_dir(folder: str | os.PathLike) -> Path:
@@ -167,26 +154,6 @@ def cache_key(ds: xr.Dataset, components: dict[str, str], seed: int, settings: d
               "device": device, "terms": terms, "parent": parent, "v1nb": v.get("v1nb"), "torch": v.get("torch"),
               "format": FORMAT_VERSION, "code": code_fingerprint()}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@contextlib.contextmanager
-def entry_lock(path: Path, poll: float = 0.0) -> Iterator[None]:
-    """Hold an exclusive lock on the cache entry ``path`` (other processes asking for it wait).
-
-    The lock lives in ``<cache>/.locks/``; the operating system releases it when the holder exits,
-    so a killed worker never blocks the key. Hidden temporary files a killed writer left beside the
-    entry are removed once the lock is held.
-    """
-    locks = path.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{path.name}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            for stale in path.parent.glob(f".{path.name}.*"):
-                stale.unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save(model: Any, path: str | os.PathLike, key: str = "") -> Path:

@@ -288,10 +288,16 @@ def simulate(config: TwinConfig, seed: int, profile: str = "custom",
     Every BLAS product inside (stimuli, filter bank, state gain) runs on one thread, so the bytes
     depend on (config, seed) only, not on ``OMP_NUM_THREADS`` (see :func:`_one_blas_thread`).
     """
+    seed = check_seed(seed)
+    with _one_blas_thread():
+        return _simulate(config, seed, profile, overrides)
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int, or a ValueError naming it: twins take a non-negative integer seed."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative int")
-    with _one_blas_thread():
-        return _simulate(config, int(seed), profile, overrides)
+    return int(seed)
 
 
 def _simulate(config: TwinConfig, seed: int, profile: str, overrides: dict[str, Any] | None) -> xr.Dataset:
