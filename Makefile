@@ -7,6 +7,9 @@ PYTHON ?= python3
 PIP_FLAGS ?=
 PYTEST_ARGS ?=
 TEST_JOBS ?= auto
+# Most tests fit small models on one torch thread: one xdist worker per core. --dist loadfile keeps
+# each test file in one worker, so a module-scoped fixture (a fit, the quick book) is built once.
+XDIST := -n $(TEST_JOBS) --dist loadfile
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall only when pyproject.toml changes. Byte-compiling every installed module is half of a
@@ -29,14 +32,12 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Most tests fit small models on one torch thread: one xdist worker per core. --dist loadfile keeps
-# each test file in one worker, so a module-scoped fixture (a fit, the quick book) is built once.
 test: $(STAMP)
-	$(BIN)/pytest -m "not slow" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # pytest exits 5 when it collects no test: no slow tests is not a failure.
 test-slow: $(STAMP)
-	@$(BIN)/pytest -m slow -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
+	@$(BIN)/pytest -m slow $(XDIST) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no slow tests"; exit 0; fi; exit $$status
 
 book: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -13,6 +12,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 
 from v1nb.cluster import DEC, IDEC, DECHead, kl_clustering_loss, metrics, target_distribution
+from v1nb.machine import available_cores
 
 SMALL = dict(hidden_dims=(32, 32), latent_dim=4, pretrain_epochs=30, min_pretrain_steps=0, max_iter=200,
              update_interval=20, n_init=5)
@@ -117,7 +117,7 @@ def _idec_accuracy_on_digits(seed: int) -> float:
 def test_idec_beats_kmeans_on_digits_median_over_seeds():
     # Five default IDEC fits are ~150 s each on a 2-core Zen 1: one process per core (spawned, so no
     # OpenMP state is forked); each fit is seeded, so the figures do not depend on where it ran.
-    with ProcessPoolExecutor(max_workers=min(5, os.cpu_count() or 1), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(5, available_cores()), mp_context=mp.get_context("spawn")) as pool:
         idec = list(pool.map(_idec_accuracy_on_digits, range(5)))
     X, y = load_digits(return_X_y=True)
     km = [metrics.accuracy(y, KMeans(10, n_init=10, random_state=s).fit_predict(X / 16.0)) for s in range(5)]
