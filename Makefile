@@ -18,7 +18,8 @@ BIN := $(VENV)/bin
 # import: where PYTHONDONTWRITEBYTECODE is set (as on the project's machines) nothing imported would
 # ever be cached, and every kernel would recompile torch (the quick book took 643 s instead of 425 s).
 # A module that does not compile (a package's test data) only lacks its .pyc: compileall's status is
-# not the install's.
+# not the install's. The installed packages' own test suites (a quarter of the 15,000 files, never
+# imported here) are left out: 53 s -> 44 s on the Zen 1.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: venv test test-slow book book-quick pdf pdf-quick bench clean
@@ -28,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --no-compile $(PIP_FLAGS) -e ".[book,test]"
-	-@$(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	-@$(BIN)/python -m compileall -qq -j 0 -x '/tests?/' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -114,11 +114,16 @@ def _idec_accuracy_on_digits(seed: int) -> float:
 
 
 @pytest.mark.slow
-def test_idec_beats_kmeans_on_digits_median_over_seeds():
-    # Five default IDEC fits are ~150 s each on a 2-core Zen 1: one process per core (spawned, so no
-    # OpenMP state is forked); each fit is seeded, so the figures do not depend on where it ran.
-    with ProcessPoolExecutor(max_workers=min(5, available_cores()), mp_context=mp.get_context("spawn")) as pool:
-        idec = list(pool.map(_idec_accuracy_on_digits, range(5)))
+def test_idec_beats_the_kmeans_median_on_digits_on_every_seed():
+    # Issue 12: IDEC's median accuracy over five seeds must not fall below k-means'. Three IDEC seeds
+    # that each beat the k-means median imply it whatever seeds 3 and 4 would give (a median of five
+    # needs three above), so this is at least as strict as fitting five, at three fifths of the cost: a
+    # default IDEC fit on digits is ~2 minutes on one core of a 2-core Zen 1 (bench/cluster_digits.py
+    # records all five seeds: 0.824-0.854 against k-means' 0.790-0.797, Intel Xeon). One process per
+    # core, spawned so that no OpenMP state is forked; each fit is seeded, so the figures do not
+    # depend on where it ran.
+    with ProcessPoolExecutor(max_workers=min(3, available_cores()), mp_context=mp.get_context("spawn")) as pool:
+        idec = list(pool.map(_idec_accuracy_on_digits, range(3)))
     X, y = load_digits(return_X_y=True)
     km = [metrics.accuracy(y, KMeans(10, n_init=10, random_state=s).fit_predict(X / 16.0)) for s in range(5)]
-    assert np.median(idec) >= np.median(km), (idec, km)
+    assert min(idec) >= np.median(km), (idec, km)

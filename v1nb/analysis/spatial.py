@@ -144,7 +144,8 @@ class GridCNNDecoder(BaseEstimator, ClassifierMixin):
             counts = np.bincount(codes, minlength=len(self.classes_)).astype(np.float32)
             weight = torch.from_numpy(counts.sum() / (len(counts) * np.maximum(counts, 1)))
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                               fused=True)
         self.net_.train()
         for _ in range(self.epochs):
             for batch in torch.randperm(len(xt), generator=generator).split(self.batch_size):
