@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -114,16 +113,21 @@ def _idec_accuracy_on_digits(seed: int) -> float:
 
 
 @pytest.mark.slow
-def test_idec_beats_the_kmeans_median_on_digits_on_every_seed():
-    # Issue 12: IDEC's median accuracy over five seeds must not fall below k-means'. Three IDEC seeds
-    # that each beat the k-means median imply it whatever seeds 3 and 4 would give (a median of five
-    # needs three above), so this is at least as strict as fitting five, at three fifths of the cost: a
-    # default IDEC fit on digits is ~2 minutes on one core of a 2-core Zen 1 (bench/cluster_digits.py
-    # records all five seeds: 0.824-0.854 against k-means' 0.790-0.797, Intel Xeon). One process per
-    # core, spawned so that no OpenMP state is forked; each fit is seeded, so the figures do not
-    # depend on where it ran.
-    with ProcessPoolExecutor(max_workers=min(3, available_cores()), mp_context=mp.get_context("spawn")) as pool:
-        idec = list(pool.map(_idec_accuracy_on_digits, range(3)))
+def test_idec_beats_kmeans_on_digits_median_over_seeds():
+    # Issue 12: IDEC's median accuracy over five seeds must not fall below k-means'. The criterion is a
+    # median because one seed can land in a poor partition: seed 0 gave 0.824 with the per-tensor Adam
+    # and 0.738 with the fused one (the same update rule, other rounding), seeds 1 and 2 0.83 with
+    # both (Zen 1). A default IDEC fit on digits is ~2 minutes on one core of a 2-core Zen 1, so the
+    # seeds are fitted one process per core (spawned: no OpenMP state is forked) only until the
+    # verdict is known: the median of five is above the bar exactly when three seeds are, so the
+    # test stops at the third seed above (or below) it; the seeds it skips cannot change the verdict.
     X, y = load_digits(return_X_y=True)
     km = [metrics.accuracy(y, KMeans(10, n_init=10, random_state=s).fit_predict(X / 16.0)) for s in range(5)]
-    assert min(idec) >= np.median(km), (idec, km)
+    bar = float(np.median(km))
+    above, below = [], []
+    with mp.get_context("spawn").Pool(min(5, available_cores())) as pool:  # leaving it terminates the rest
+        for acc in pool.imap_unordered(_idec_accuracy_on_digits, range(5)):
+            (above if acc >= bar else below).append(acc)
+            if len(above) == 3 or len(below) == 3:
+                break
+    assert len(above) == 3, f"IDEC accuracy above the k-means median {bar:.3f}: {above}, below: {below}"
