@@ -23,9 +23,9 @@ machine. ``--toc FILE`` gives this tree's builds another table of contents, e.g.
 ``bench/toc_parts_I-III.yml`` (the book without Parts IV and V: the chapters the tree before issues
 11-15 had, so that both sides build the same chapters).
 
-Usage: ``python bench/book.py [--profile quick|default] [--jobs 1 2] [--before PATH] [--toc FILE]``
+Usage: ``python bench/book.py [--profile quick|default] [--jobs 1 2] [--before PATH] [--toc FILE] [--name KEY]``
 (default: ``default``, jobs 1 and 2). Writes ``bench/results/book.json`` (one entry per profile, and
-``<profile>_vs_before`` with ``--before``; others kept).
+``<profile>_vs_before`` with ``--before``, or the entry ``--name`` gives; others kept).
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="cold builds to time (default: 1 2)")
     parser.add_argument("--before", type=Path, help="an earlier source tree to time first (with its own toc)")
     parser.add_argument("--toc", type=Path, help="table of contents for this tree's builds")
+    parser.add_argument("--name", help="entry of bench/results/book.json to write (default: the profile, "
+                                       "with '_vs_before' after it for --before), e.g. to keep another CPU's")
     args = parser.parse_args()
     if any(j < 1 for j in args.jobs):
         parser.error("--jobs values must be at least 1")
@@ -170,7 +172,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     profiles = previous.get("profiles", {})
-    profiles[args.profile + ("_vs_before" if before is not None else "")] = result
+    profiles[args.name or args.profile + ("_vs_before" if before is not None else "")] = result
     write_json(RESULTS, provenance(benchmark="book", profiles=profiles))
     print(f"saved {RESULTS}")
 
