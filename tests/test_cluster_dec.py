@@ -37,6 +37,28 @@ def test_dec_idec_on_blobs_and_determinism(Est, blobs):
     assert a.pretrain_loss_[-1] < a.pretrain_loss_[0]
 
 
+def test_pretraining_floor_in_steps_and_schedules(blobs):
+    X, _ = blobs
+    base = dict(SMALL, pretrain_epochs=2, max_iter=0, batch_size=100)  # 3 batches per epoch
+    est = IDEC(3, random_state=0, **dict(base, min_pretrain_steps=50)).fit(X)
+    assert (est.n_pretrain_epochs_, est.n_pretrain_steps_) == (17, 51)  # ceil(50 / 3) epochs
+    assert IDEC(3, random_state=0, **base).fit(X).n_pretrain_steps_ == 6  # no floor: 2 epochs
+    # the schedule changes the pretraining (same seed, same batches), and both reduce the loss
+    cosine = IDEC(3, random_state=0, **dict(base, pretrain_epochs=20)).fit(X)
+    constant = IDEC(3, random_state=0, **dict(base, pretrain_epochs=20, pretrain_schedule="constant")).fit(X)
+    assert cosine.pretrain_loss_[0] == pytest.approx(constant.pretrain_loss_[0], rel=1e-3)  # near the peak rate
+    assert cosine.pretrain_loss_[-1] != constant.pretrain_loss_[-1]
+    for fit in (cosine, constant):
+        assert fit.pretrain_loss_[-1] < fit.pretrain_loss_[0]
+
+
+@pytest.mark.parametrize("bad, match", [(dict(pretrain_schedule="step"), "pretrain_schedule must be one of"),
+                                        (dict(pretrain_lr=0.0), "pretrain_lr=0.0")])
+def test_bad_pretraining_parameters_are_named(blobs, bad, match):
+    with pytest.raises(ValueError, match=match):
+        DEC(3, **dict(SMALL, **bad)).fit(blobs[0])
+
+
 def test_global_torch_rng_untouched(blobs):
     X, _ = blobs
     torch.manual_seed(123)

@@ -47,7 +47,7 @@ from torch import nn
 from v1nb.cluster._validation import check_n_clusters, warn_duplicates
 from v1nb.cluster.head import DECHead
 
-#: Floor on pretraining optimiser steps (see *Pretraining length* in the module docstring).
+#: Floor on pretraining optimiser steps (see *Pretraining length and rate* in the module docstring).
 MIN_PRETRAIN_STEPS = 2_100
 _SCHEDULES = ("cosine", "constant")
 
