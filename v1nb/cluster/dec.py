@@ -237,7 +237,7 @@ class DEC(ClusterMixin, BaseEstimator):
         self.n_pretrain_epochs_ = int(epochs)
         self.n_pretrain_steps_ = int(epochs * per_epoch)
         # cosine: from pretrain_lr down to 0 at the last pretraining step (module docstring)
-        schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * per_epoch))
+        schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.n_pretrain_steps_))
                     if self.pretrain_schedule == "cosine" else None)
         for epoch in range(epochs):
             tot = 0.0
