@@ -128,6 +128,8 @@ class GridCNNDecoder(BaseEstimator, ClassifierMixin):
         """Train on grids ``X`` (sample, plane, row, col) and labels ``y`` (sample,)."""
         import torch
 
+        from v1nb.optim import adam
+
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 4:
             raise ValueError(f"X must be (sample, plane, row, col), got shape {X.shape}")
@@ -144,8 +146,7 @@ class GridCNNDecoder(BaseEstimator, ClassifierMixin):
             counts = np.bincount(codes, minlength=len(self.classes_)).astype(np.float32)
             weight = torch.from_numpy(counts.sum() / (len(counts) * np.maximum(counts, 1)))
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay,
-                               fused=True)
+        opt = adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.net_.train()
         for _ in range(self.epochs):
             for batch in torch.randperm(len(xt), generator=generator).split(self.batch_size):

@@ -110,15 +110,16 @@ def fingerprinted_code() -> tuple[list[Path], list]:
 
     ``v1nb/models/**``; the clustering heads (:mod:`v1nb.cluster.head`); the clusterings a DEC
     fine-tune starts from (``init="gmm"`` / ``"spectral"``: :mod:`v1nb.cluster.wrappers`, its
-    input checks, and :func:`v1nb.cluster.embedding_clustering.cluster_labels`); the metric that
-    drives early stopping.
+    input checks, and :func:`v1nb.cluster.embedding_clustering.cluster_labels`); the optimiser
+    (:mod:`v1nb.optim`); the metric that drives early stopping.
     """
     from v1nb import metrics
     from v1nb.cluster import embedding_clustering
 
     models = Path(__file__).parent
     cluster = models.parent / "cluster"
-    files = [models, cluster / "head.py", cluster / "wrappers.py", cluster / "_validation.py"]
+    files = [models, cluster / "head.py", cluster / "wrappers.py", cluster / "_validation.py",
+             models.parent / "optim.py"]
     return files, [metrics._corr, embedding_clustering.cluster_labels]
 
 

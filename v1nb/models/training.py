@@ -36,6 +36,7 @@ from v1nb.models.context import Context, History
 from v1nb.models.data import TrainingData
 from v1nb.models.network import CoreReadout
 from v1nb.models.objectives import Batch, Term, check_terms, default_terms, mse_loss, poisson_loss  # noqa: F401
+from v1nb.optim import adam
 
 
 @contextlib.contextmanager
@@ -280,9 +281,7 @@ def train(network: CoreReadout, data: TrainingData, config: ModelConfig, generat
     for p in frozen:  # no gradients for what does not train (and no wasted backward work)
         p.requires_grad_(False)
     core_frozen = not any(id(p) in trained for p in network.core.parameters())
-    # fused: one kernel for all parameters instead of a loop of small ops per tensor (same update rule;
-    # Adam was 5-7 % of a quick fit's time on one CPU thread, the fused kernel a fraction of that)
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, fused=True)
+    optimizer = adam(trainable, lr=config.lr)  # fused on CPU and CUDA (v1nb.optim)
     source = ImageSource(data.images, device, config.channels_last)
     if core_frozen and store_core_output:
         source.freeze(network)
