@@ -16,16 +16,15 @@ Run:  .venv/bin/python bench/cluster_digits.py [method ...] [--seeds 0,1,2]
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-
+import digits  # bench/digits.py (this folder is on sys.path)
 from v1nb.cluster import make_clusterer, metrics
 from v1nb.io import write_json
 from v1nb.machine import cpu_model
@@ -57,8 +56,7 @@ def _summarise(runs: list[dict]) -> dict:
 def main(methods=tuple(METHODS), seeds=tuple(SEEDS)) -> dict:
     # One thread: the machine is shared and oversubscribed torch/OpenMP threads stall.
     torch.set_num_threads(1)
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
+    X, y = digits.load()
     load_before = os.getloadavg()
     path = Path(__file__).parent / "results" / "cluster_digits.json"
     # A run of some methods replaces their entries and keeps the others' from the last full run.
@@ -93,13 +91,11 @@ def main(methods=tuple(METHODS), seeds=tuple(SEEDS)) -> dict:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    chosen_seeds = tuple(SEEDS)
-    if "--seeds" in args:
-        i = args.index("--seeds")
-        chosen_seeds = tuple(int(v) for v in args[i + 1].split(","))
-        args = args[:i] + args[i + 2:]
-    unknown = set(args) - set(METHODS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("methods", nargs="*", metavar="method", help=f"any of {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--seeds", type=digits.seed_list, default=list(SEEDS), help="e.g. 0-4 or 0,1,2")
+    args = parser.parse_args()
+    unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
-        sys.exit(f"unknown method(s) {sorted(unknown)}; choose from {list(METHODS)}")
-    main(tuple(args) or tuple(METHODS), chosen_seeds)
+        parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    main(tuple(args.methods) or tuple(METHODS), tuple(args.seeds))

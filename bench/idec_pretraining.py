@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+import digits  # bench/digits.py (this folder is on sys.path)
 from v1nb.io import write_json
 from v1nb.machine import available_cores, machine
 from v1nb.provenance import provenance
@@ -35,25 +36,17 @@ RECIPES = {
 
 def _fit(task: tuple[str, int]) -> dict:
     import torch
-    from sklearn.datasets import load_digits
 
     from v1nb.cluster import IDEC, metrics
 
     torch.set_num_threads(1)
     recipe, seed = task
-    X, y = load_digits(return_X_y=True)
+    X, y = digits.load()
     t = time.perf_counter()
-    est = IDEC(10, random_state=seed, **RECIPES[recipe]).fit(X / 16.0)
+    est = IDEC(10, random_state=seed, **RECIPES[recipe]).fit(X)
     return dict(recipe=recipe, seed=seed, acc=float(metrics.accuracy(y, est.labels_)),
                 pretrain_steps=est.n_pretrain_steps_, clustering_steps=int(est.n_iter_),
                 seconds=round(time.perf_counter() - t, 1))
-
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = (int(v) for v in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def summarise(runs: list[dict], bar: float, seeds: list[int]) -> dict:
@@ -76,14 +69,7 @@ def summarise(runs: list[dict], bar: float, seeds: list[int]) -> dict:
 
 
 def main(seeds: list[int]) -> dict:
-    from sklearn.cluster import KMeans
-    from sklearn.datasets import load_digits
-
-    from v1nb.cluster import metrics
-
-    X, y = load_digits(return_X_y=True)
-    bar = float(np.median([metrics.accuracy(y, KMeans(10, n_init=10, random_state=s).fit_predict(X / 16.0))
-                           for s in range(5)]))
+    bar = digits.kmeans_median_accuracy(*digits.load())
     load_before = os.getloadavg()
     # the long fits first, so that no core idles at the end
     tasks = [(r, s) for r in ("long_constant", "short_cosine") for s in seeds]
@@ -109,5 +95,5 @@ def main(seeds: list[int]) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=_seeds, default=list(range(15)), help="e.g. 0-14 or 0,1,2")
+    parser.add_argument("--seeds", type=digits.seed_list, default=list(range(15)), help="e.g. 0-14 or 0,1,2")
     main(parser.parse_args().seeds)
