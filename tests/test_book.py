@@ -176,6 +176,23 @@ def test_the_longest_chapter_is_submitted_first(book: Path) -> None:
     assert "models" in LONGEST_FIRST and expected_seconds(book, "models") == float("inf")
 
 
+def test_a_cold_build_starts_models_then_decoding_then_the_rest_in_book_order(book: Path) -> None:
+    from v1nb.book.executor import LONGEST_FIRST, start_order
+    from v1nb.io import write_json
+
+    assert LONGEST_FIRST[:2] == ("models", "decoding")
+    names = ["data", "decoding", "clustering", "models", "spatial"]
+    # cold: models (the critical path), then decoding (the longest of the rest), then book order
+    assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "data", "clustering", "spatial"]
+    # a measured history outranks book order, but not the LONGEST_FIRST chapters without one
+    write_json(book / "runs" / "spatial" / "a" / "run.json", {"wall_time_s": 90.0})
+    assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "spatial", "data", "clustering"]
+    # with histories of their own, measured times decide
+    write_json(book / "runs" / "decoding" / "a" / "run.json", {"wall_time_s": 10.0})
+    write_json(book / "runs" / "models" / "a" / "run.json", {"wall_time_s": 5.0})
+    assert [names[i] for i in start_order(book, names)] == ["spatial", "decoding", "models", "data", "clustering"]
+
+
 def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkeypatch) -> None:
     from v1nb.book import executor
     from v1nb.book.executor import BACKGROUND_NICENESS, Outcome, run_chapters

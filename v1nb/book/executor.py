@@ -340,16 +340,19 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 
 
 
-#: Chapters that dominate a cold build (``bench/results/book.json``: the models chapter fits every
-#: network), started first in a parallel build when no earlier run of theirs gives a duration.
-LONGEST_FIRST = ("models",)
+#: The longest chapters of a cold build, longest first, started first and in this order in a parallel
+#: build when no earlier run of theirs gives a duration. The first is the critical path (the models
+#: chapter fits every network: 1,114 s alone on the Zen 1, bench/results/book.json); the second is the
+#: longest of the others (decoding, 159 s), which then runs in the idle time the first leaves instead of
+#: after it (on the Zen 1 the cold Parts I-III ended with a 264 s tail of Part II chapters, decoding in it).
+LONGEST_FIRST = ("models", "decoding")
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
     """How long a chapter took before: the longest ``wall_time_s`` of its runs under ``<root>/runs``.
 
     Unknown (no run yet) is 0, except for :data:`LONGEST_FIRST` chapters, which rank above every
-    chapter with a history.
+    chapter with a history (among themselves in that tuple's order: :func:`start_order`).
     """
     import json
 
@@ -362,6 +365,14 @@ def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
     if times:
         return max(times)
     return float("inf") if chapter_name in LONGEST_FIRST else 0.0
+
+
+def start_order(root: str | os.PathLike, names: Sequence[str]) -> list[int]:
+    """Indices of ``names`` in the order a parallel build starts them: longest expected first
+    (:func:`expected_seconds`), ties in :data:`LONGEST_FIRST` order, then in the given (book) order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    return sorted(range(len(names)), key=lambda i: (-expected_seconds(root, names[i]),
+                                                    rank.get(names[i], len(LONGEST_FIRST))))
 
 
 def run_chapters(
@@ -423,7 +434,7 @@ def run_chapters(
                 bar.update()
         return runs
 
-    order = sorted(todo, key=lambda i: -expected_seconds(root, chapters[i].name))
+    order = [todo[j] for j in start_order(root, [chapters[i].name for i in todo])]
     # the longest chapter is the build's critical path: it keeps normal priority (and fits with every
     # core, e.g. the models chapter's fit_many); the rest fill what it leaves idle
     tasks = [Task(chapters[i].path.resolve(), chapters[i].name, resolved[i], folders[i], root, chapters[i].name,
