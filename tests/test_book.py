@@ -184,12 +184,15 @@ def test_a_cold_build_starts_models_then_decoding_then_the_rest_in_book_order(bo
     names = ["data", "decoding", "clustering", "models", "spatial"]
     # cold: models (the critical path), then decoding (the longest of the rest), then book order
     assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "data", "clustering", "spatial"]
-    # a measured history outranks book order, but not the LONGEST_FIRST chapters without one
+    # a measured history outranks book order, and the hints where it is longer
     write_json(book / "runs" / "spatial" / "a" / "run.json", {"wall_time_s": 90.0})
+    assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "spatial", "data", "clustering"]
+    write_json(book / "runs" / "models" / "a" / "run.json", {"wall_time_s": 1114.0})  # decoding never ran
     assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "spatial", "data", "clustering"]
     # with histories of their own, measured times decide
     write_json(book / "runs" / "decoding" / "a" / "run.json", {"wall_time_s": 10.0})
-    write_json(book / "runs" / "models" / "a" / "run.json", {"wall_time_s": 5.0})
+    write_json(book / "runs" / "models" / "b" / "run.json", {"wall_time_s": 5.0})
+    (book / "runs" / "models" / "a" / "run.json").unlink()
     assert [names[i] for i in start_order(book, names)] == ["spatial", "decoding", "models", "data", "clustering"]
 
 

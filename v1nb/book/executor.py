@@ -340,19 +340,21 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 
 
 
-#: The longest chapters of a cold build, longest first, started first and in this order in a parallel
-#: build when no earlier run of theirs gives a duration. The first is the critical path (the models
-#: chapter fits every network: 1,114 s alone on the Zen 1, bench/results/book.json); the second is the
-#: longest of the others (decoding, 159 s), which then runs in the idle time the first leaves instead of
-#: after it (on the Zen 1 the cold Parts I-III ended with a 264 s tail of Part II chapters, decoding in it).
-LONGEST_FIRST = ("models", "decoding")
+#: Expected seconds of the longest chapters where no earlier run of theirs gives a duration (a cold
+#: build). The models chapter fits every network and is the critical path: it ranks above everything.
+#: Decoding is the longest of the others (159 s cold on the Zen 1, bench/results/book.json, as measured
+#: there): started second, it runs in the idle time the models chapter leaves instead of after it (on
+#: the Zen 1 the cold Parts I-III had ended with a 264 s tail of Part II chapters, decoding in it).
+COLD_SECONDS = {"models": float("inf"), "decoding": 159.0}
+#: The chapters :data:`COLD_SECONDS` ranks first in a cold build, in order.
+LONGEST_FIRST = tuple(COLD_SECONDS)
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
     """How long a chapter took before: the longest ``wall_time_s`` of its runs under ``<root>/runs``.
 
-    Unknown (no run yet) is 0, except for :data:`LONGEST_FIRST` chapters, which rank above every
-    chapter with a history (among themselves in that tuple's order: :func:`start_order`).
+    Unknown (no run yet) is 0, except for the chapters of :data:`COLD_SECONDS` (the models chapter:
+    infinite, so it ranks above every chapter with a history).
     """
     import json
 
@@ -364,12 +366,15 @@ def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
             continue
     if times:
         return max(times)
-    return float("inf") if chapter_name in LONGEST_FIRST else 0.0
+    return COLD_SECONDS.get(chapter_name, 0.0)
 
 
 def start_order(root: str | os.PathLike, names: Sequence[str]) -> list[int]:
     """Indices of ``names`` in the order a parallel build starts them: longest expected first
-    (:func:`expected_seconds`), ties in :data:`LONGEST_FIRST` order, then in the given (book) order."""
+    (:func:`expected_seconds`), ties in :data:`LONGEST_FIRST` order, then in the given (book) order.
+
+    A history outranks the decoding hint only where it is longer, so a models chapter that ran before
+    still starts before a decoding chapter that never did."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     return sorted(range(len(names)), key=lambda i: (-expected_seconds(root, names[i]),
                                                     rank.get(names[i], len(LONGEST_FIRST))))
