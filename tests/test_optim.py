@@ -33,6 +33,8 @@ def test_parameter_groups_and_generators_are_accepted():
     assert opt.defaults["fused"] is True
     assert [len(g["params"]) for g in opt.param_groups] == [1, 1]
     assert opt.param_groups[1]["lr"] == 0.5
+    single = adam([{"params": net.weight}], lr=0.1)  # one tensor as a group's params, as torch allows
+    assert single.defaults["fused"] is True and single.param_groups[0]["params"][0] is net.weight
     opt2 = adam(net.parameters(), lr=0.1)  # a generator, consumed once
     assert len(opt2.param_groups[0]["params"]) == 2
 

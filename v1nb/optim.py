@@ -45,7 +45,9 @@ def adam(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float, *
     chosen = {"fused", "foreach"} & set(options)
     if chosen:
         raise TypeError(f"adam() chooses {sorted(chosen)} itself; pass only the other Adam options")
-    groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
+    # a group's "params" may be one tensor, a list or a generator (listed here: it is read twice)
+    groups = [dict(g, params=[g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"]))
+              if isinstance(g, dict) else g for g in params]
     tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     fused = all(p.device.type in FUSED_DEVICES and torch.is_floating_point(p) for p in tensors)
     return torch.optim.Adam(groups, lr=lr, fused=True if fused else None, **options)
