@@ -371,13 +371,11 @@ def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
 
 def start_order(root: str | os.PathLike, names: Sequence[str]) -> list[int]:
     """Indices of ``names`` in the order a parallel build starts them: longest expected first
-    (:func:`expected_seconds`), ties in :data:`LONGEST_FIRST` order, then in the given (book) order.
+    (:func:`expected_seconds`), ties in the given (book) order.
 
     A history outranks the decoding hint only where it is longer, so a models chapter that ran before
     still starts before a decoding chapter that never did."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    return sorted(range(len(names)), key=lambda i: (-expected_seconds(root, names[i]),
-                                                    rank.get(names[i], len(LONGEST_FIRST))))
+    return sorted(range(len(names)), key=lambda i: -expected_seconds(root, names[i]))
 
 
 def run_chapters(
