@@ -216,6 +216,42 @@ def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkey
     assert [(t.name, t.niceness) for t in seen] == [("tiny2", 0), ("tiny", BACKGROUND_NICENESS)]
 
 
+def test_jobs_is_the_build_s_share_of_the_cores(book: Path, monkeypatch) -> None:
+    from v1nb.book import executor, runner
+    from v1nb.book.executor import Outcome, run_chapters
+
+    chapters = _two_chapter_book(book)
+    monkeypatch.setattr(executor, "available_cores", lambda: 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("V1NB_CORES", raising=False)
+    seen = []
+
+    def record(chapter, parameters, folder, root):  # what a chapter's kernel would inherit
+        seen.append((os.environ.get("OMP_NUM_THREADS"), os.environ.get("V1NB_CORES")))
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(runner, "run_chapter", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        run_chapters(book, chapters, [{}, {}], jobs=1, progress=False)
+    assert seen == [("1", "1")]  # --jobs 1 on 4 cores: one core, not one chapter that fits on all four
+    assert os.environ["OMP_NUM_THREADS"] == "3" and "V1NB_CORES" not in os.environ  # restored after
+
+    shares = []
+
+    def record_share(tasks, client, **kwargs):
+        shares.append(kwargs.get("threads"))
+        return [Outcome(False, ename="Stop", evalue="recorded", message="recorded") for _ in tasks]
+
+    monkeypatch.setattr(executor, "execute", record_share)
+    monkeypatch.setattr(executor, "dask_client", lambda jobs: contextlib.nullcontext(None))
+    for jobs in (2, 4, 8):
+        with pytest.raises(Exception, match="recorded"):
+            run_chapters(book, chapters, [{}, {}], jobs=jobs, progress=False)
+    assert shares == [2, None, None]  # fewer jobs than cores: each chapter gets that many; else every core
+    with pytest.raises(ValueError, match="jobs=0"):
+        executor.core_share(0)
+
+
 def test_lower_priority_only_ever_raises_the_niceness_and_a_kernel_s_autogroup_follows() -> None:
     import subprocess
     import sys

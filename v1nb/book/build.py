@@ -73,7 +73,7 @@ def build_book(
     execute: bool = True,
     progress: bool = True,
     quiet: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     pdf: bool = False,
 ) -> BookResult:
     """Execute (or reuse) every chapter of ``<root>/_toc.yml`` and build the HTML strictly.
@@ -92,9 +92,10 @@ def build_book(
         Show a tqdm bar over chapters.
     quiet : bool
         Pass ``-q`` to Jupyter Book (warnings are still shown).
-    jobs : int
-        Chapters executing at the same time: above 1, the chapters without a cached run execute
-        on a local Dask cluster, the longest first (:func:`v1nb.book.executor.run_chapters`).
+    jobs : int, optional
+        The cores the build uses (default: every core): above 1, the chapters without a cached run
+        execute that many at a time on a local Dask cluster, the longest first; below the number
+        of cores, each chapter is confined to that many (:func:`v1nb.book.executor.run_chapters`).
     pdf : bool
         Also build the PDF (``_build/latex/*.pdf``, LaTeX builder with pdflatex) from the same stage.
 

@@ -213,7 +213,9 @@ def book(
     parameter: Optional[List[tuple]] = ParamOption,
     execute: bool = typer.Option(True, "--execute/--no-execute", help="--no-execute: use cached runs only."),
     jobs: Optional[int] = typer.Option(
-        None, "--jobs", "-j", help="Chapters executing at once (default: number of cores; 1: one after another)."),
+        None, "--jobs", "-j", help="Cores to use: chapters executing at once, and each chapter's threads and fit "
+                              "processes where fewer than the cores (default: number of cores; 1: one after "
+                              "another on one core)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also build the PDF (_build/latex/*.pdf; needs latexmk and pdflatex)."),
     root: Optional[Path] = RootOption,
 ) -> None:

@@ -38,6 +38,9 @@ unless the caller gives it a share of the machine:
   critical path) at normal priority and the others *niced* (:data:`BACKGROUND_NICENESS`): they
   take the cores that chapter leaves idle instead of slowing it, and the numbers are those of
   ``v1nb run``.
+* a book built with fewer ``jobs`` than there are cores (``v1nb book --jobs 1`` on a shared lab
+  machine) is confined to that many: each chapter gets ``jobs`` threads and as many cores for its
+  own worker processes (:func:`core_share`), the same share as a sweep's point.
 """
 
 from __future__ import annotations
@@ -189,6 +192,31 @@ def apply_environment(env: Mapping[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str | None]) -> Iterator[None]:
+    """Apply these variables (:func:`apply_environment`) for the block, then restore the previous values."""
+    previous = {name: os.environ.get(name) for name in env}
+    apply_environment(env)
+    try:
+        yield
+    finally:
+        apply_environment(previous)
+
+
+def core_share(jobs: int) -> int | None:
+    """The cores each chapter of a book built with ``jobs`` may use; ``None``: every core.
+
+    ``--jobs N`` is the build's share of the machine. With at least as many jobs as this process
+    has cores (:func:`v1nb.machine.available_cores`, the default) each chapter keeps the shell's
+    thread settings and every core; with fewer, each chapter is confined to ``jobs`` threads and as
+    many worker processes, so ``v1nb book --jobs 1`` runs on one core rather than one chapter at a
+    time that still fits on every core.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs} must be at least 1")
+    return jobs if jobs < available_cores() else None
 
 
 def lower_priority(niceness: int) -> None:
@@ -383,7 +411,7 @@ def run_chapters(
     chapters: Sequence[Any],
     overrides: Sequence[Mapping[str, Any]],
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     progress: bool = True,
 ) -> list[Any]:
     """Execute (or reuse) chapters of a book; with ``jobs > 1``, at once on a local Dask cluster.
@@ -395,8 +423,10 @@ def run_chapters(
     chapters : sequence of Chapter
     overrides : sequence of mappings
         Each chapter's parameter values (validated for every chapter before anything runs).
-    jobs : int
-        Chapters executing at the same time. Chapters with a complete cached run are reused
+    jobs : int, optional
+        The cores the build uses (default :func:`default_jobs`: every core): chapters executing at
+        the same time, and, where that is fewer than the cores, each chapter's threads and worker
+        processes too (:func:`core_share`). Chapters with a complete cached run are reused
         without starting a cluster; the rest are submitted longest first
         (:func:`expected_seconds`), so the longest chapter never waits for a free worker at the
         end, and every chapter but the longest runs niced (:data:`BACKGROUND_NICENESS`), so that
@@ -428,8 +458,12 @@ def run_chapters(
     folders = [default_run_folder(root, c, p).resolve() for c, p in zip(chapters, resolved)]
     runs: list[Any] = [cached_run(f, c, p) for f, c, p in zip(folders, chapters, resolved)]
     todo = [i for i, run in enumerate(runs) if run is None]
+    jobs = default_jobs() if jobs is None else jobs
+    share = core_share(jobs)
     if jobs <= 1 or len(todo) <= 1:  # one after another in book order, in this process
-        with tqdm(total=len(chapters), desc="chapters", unit="chapter", disable=not progress or not chapters) as bar:
+        # the kernels inherit this process's environment: confined to the share while they run
+        with environment(submitter_environment(share) if share else {}), \
+                tqdm(total=len(chapters), desc="chapters", unit="chapter", disable=not progress or not chapters) as bar:
             for i, chapter in enumerate(chapters):
                 bar.set_postfix_str(chapter.name)
                 if runs[i] is None:
@@ -444,7 +478,7 @@ def run_chapters(
                   niceness=0 if rank == 0 else BACKGROUND_NICENESS)
              for rank, i in enumerate(order)]
     with dask_client(min(jobs, len(tasks))) as client:
-        outcomes = execute(tasks, client, progress=progress, desc="chapters")
+        outcomes = execute(tasks, client, progress=progress, desc="chapters", threads=share)
     failed = []
     for i, outcome in zip(order, outcomes):
         if outcome.ok and outcome.folder is not None:
