@@ -166,21 +166,21 @@ def test_chapters_run_at_once_on_dask_and_a_failure_keeps_the_others(book: Path)
 
 
 def test_the_longest_chapter_is_submitted_first(book: Path) -> None:
-    from v1nb.book.executor import LONGEST_FIRST, expected_seconds
+    from v1nb.book.executor import COLD_SECONDS, expected_seconds
     from v1nb.io import write_json
 
     write_json(book / "runs" / "tiny" / "a" / "run.json", {"wall_time_s": 3.0})
     write_json(book / "runs" / "tiny" / "b" / "run.json", {"wall_time_s": 7.5})
     assert expected_seconds(book, "tiny") == 7.5
     assert expected_seconds(book, "never_ran") == 0.0
-    assert "models" in LONGEST_FIRST and expected_seconds(book, "models") == float("inf")
+    assert "models" in COLD_SECONDS and expected_seconds(book, "models") == float("inf")
 
 
 def test_a_cold_build_starts_models_then_decoding_then_the_rest_in_book_order(book: Path) -> None:
-    from v1nb.book.executor import LONGEST_FIRST, start_order
+    from v1nb.book.executor import COLD_SECONDS, start_order
     from v1nb.io import write_json
 
-    assert LONGEST_FIRST[:2] == ("models", "decoding")
+    assert sorted(COLD_SECONDS, key=COLD_SECONDS.get, reverse=True)[:2] == ["models", "decoding"]
     names = ["data", "decoding", "clustering", "models", "spatial"]
     # cold: models (the critical path), then decoding (the longest of the rest), then book order
     assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "data", "clustering", "spatial"]

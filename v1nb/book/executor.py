@@ -374,8 +374,6 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 #: there): started second, it runs in the idle time the models chapter leaves instead of after it (on
 #: the Zen 1 the cold Parts I-III had ended with a 264 s tail of Part II chapters, decoding in it).
 COLD_SECONDS = {"models": float("inf"), "decoding": 159.0}
-#: The chapters :data:`COLD_SECONDS` ranks first in a cold build, in order.
-LONGEST_FIRST = tuple(COLD_SECONDS)
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
