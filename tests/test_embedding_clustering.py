@@ -179,6 +179,27 @@ def test_performance_effect_only_through_snr_is_not_claimed():
         P.cluster_effect_given_snr(y, np.zeros_like(lab), snr)
 
 
+def test_without_an_snr_only_the_uncontrolled_test_answers():
+    y, lab, snr = _perf_data(0.3, confounded=False)
+    assert P.snr_measured(snr) and not P.snr_measured(np.full(y.size, np.nan))
+    assert not P.snr_measured(np.zeros(y.size))  # no positive SNR either
+    y[:5] = np.nan  # neurons without a performance are left out, as in the controlled test
+    e = P.cluster_effect_given_snr(y, lab, None)
+    assert not e.snr_controlled and e.n == y.size - 5 and e.k == 3 and e.n_permutations == 0
+    assert np.isnan([e.f, e.p_value, e.p_value_parametric, e.partial_eta2, e.p_value_stratified]).all()
+    controlled = P.cluster_effect_given_snr(y, lab, snr, n_permutations=50)
+    assert e.p_value_raw == pytest.approx(controlled.p_value_raw) and e.eta2_raw == pytest.approx(controlled.eta2_raw)
+    assert P.performance_verdict(e) == "unknown: no SNR to control for (clusters differ, uncontrolled)"
+    flat = P.cluster_effect_given_snr(np.random.default_rng(1).normal(size=300), np.repeat([0, 1, 2], 100), None)
+    assert P.performance_verdict(flat) == "unknown: no SNR to control for (no difference even uncontrolled)"
+    with pytest.raises(ValueError, match="equal length"):
+        P.cluster_effect_given_snr(y, lab[:-1], None)
+    with pytest.raises(ValueError, match="two clusters"):
+        P.cluster_effect_given_snr(y, np.zeros_like(lab), None)
+    with pytest.raises(ValueError, match="positive SNR"):  # an SNR given but without a value stays an error
+        P.cluster_effect_given_snr(y, lab, np.full(y.size, np.nan))
+
+
 def test_supervised_ceiling_and_orientation_concentration():
     e, truth = _planted(n_per=30, k=3, noise=0.05)
     x = EC.embedding_views(e)["raw"]

@@ -16,6 +16,10 @@ quantile strata, labels permuted within strata, statistic = Σ over strata of th
 sum of squares.
 
 :func:`performance_verdict` turns the controlled p-value and effect size into the chapter's answer.
+
+Without an SNR (recordings with one presentation per image, or dF/F responses, for which the Anscombe
+SNR is undefined: :func:`snr_measured` is False) nothing can be controlled: ``snr=None`` gives the
+uncontrolled one-way ANOVA alone, every controlled value NaN, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class ClusterEffect:
     p_value_stratified : float
         Permutation p-value with labels permuted within SNR strata.
     n, k, n_permutations : int
+    snr_controlled : bool
+        False when no SNR was given (``snr=None``): only the uncontrolled fields are numbers, the
+        rest NaN.
     """
 
     f: float
@@ -62,6 +69,16 @@ class ClusterEffect:
     n: int
     k: int
     n_permutations: int
+    snr_controlled: bool = True
+
+
+def snr_measured(snr) -> bool:
+    """Whether an SNR per neuron exists to control for: at least one finite, positive value.
+
+    :func:`v1nb.metrics.snr` is NaN for every neuron of data without repeated test images, and for
+    neurons with negative responses (dF/F)."""
+    snr = np.asarray(snr, dtype=float)
+    return bool(np.any(np.isfinite(snr) & (snr > 0)))
 
 
 def snr_basis(log_snr: np.ndarray, n_knots: int = 5) -> np.ndarray:
@@ -125,8 +142,10 @@ def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strat
         Per-neuron test correlation or FEVE.
     labels : array (N,)
         Cluster (or true type) of each neuron.
-    snr : array (N,)
-        Per-neuron SNR (non-positive values are clipped to the smallest positive one).
+    snr : array (N,) or None
+        Per-neuron SNR (non-positive values are clipped to the smallest positive one). None where
+        the data have no SNR (:func:`snr_measured`): then only the uncontrolled one-way ANOVA is
+        computed (``snr_controlled=False``, the controlled fields NaN).
     n_knots : int
         Knots of the natural cubic spline f of log SNR (:func:`snr_basis`; 5 follows the
         saturating curve of correlation against SNR without overfitting).
@@ -139,11 +158,11 @@ def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strat
     -------
     ClusterEffect
     """
+    if snr is None:
+        return _uncontrolled_effect(performance, labels)
     y, labels, ls, _ = clean_inputs(performance, labels, snr)
     n = y.size
-    k = np.unique(labels).size
-    if k < 2:
-        raise ValueError(f"need at least two clusters among the {n} neurons with finite values, got {k}")
+    k = _check_clusters(labels, n)
     A = snr_basis(ls, n_knots)
     full = np.column_stack([A, _onehot(labels)])
     df_f = n - np.linalg.matrix_rank(full)
@@ -187,6 +206,30 @@ def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strat
                          n=int(n), k=int(k), n_permutations=int(n_permutations))
 
 
+def _check_clusters(labels: np.ndarray, n: int) -> int:
+    k = np.unique(labels).size
+    if k < 2:
+        raise ValueError(f"need at least two clusters among the {n} neurons with finite values, got {k}")
+    return k
+
+
+def _uncontrolled_effect(performance, labels) -> ClusterEffect:
+    """The one-way ANOVA of performance on cluster, for data without an SNR (every other field NaN)."""
+    y = np.asarray(performance, dtype=float)
+    labels = np.asarray(labels)
+    if y.shape != labels.shape or y.ndim != 1:
+        raise ValueError(f"performance and labels must be 1-D of equal length; got shapes {y.shape}, {labels.shape}")
+    keep = np.isfinite(y)
+    y, labels = y[keep], labels[keep]
+    k = _check_clusters(labels, y.size)
+    raw = stats.f_oneway(*[y[labels == c] for c in np.unique(labels)])
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    nan = float("nan")
+    return ClusterEffect(f=nan, p_value=nan, p_value_parametric=nan, partial_eta2=nan, p_value_raw=float(raw.pvalue),
+                         eta2_raw=_between_ss(y, labels) / max(ss_tot, 1e-300), p_value_stratified=nan,
+                         n=int(y.size), k=int(k), n_permutations=0, snr_controlled=False)
+
+
 def stratified_table(performance, labels, snr, n_strata: int = 3) -> pd.DataFrame:
     """Mean performance per (SNR stratum, cluster) with counts: the stratified view of the effect.
 
@@ -210,7 +253,13 @@ def stratified_table(performance, labels, snr, n_strata: int = 3) -> pd.DataFram
 def performance_verdict(effect: ClusterEffect, alpha: float = ALPHA, min_eta2: float = MIN_ETA2) -> str:
     """The answer: ``"yes, beyond SNR"`` (controlled p < alpha and partial η² ≥ min_eta2),
     ``"significant but negligible"`` (p < alpha, η² below), ``"only through SNR"`` (raw ANOVA
-    p < alpha, controlled not), or ``"no"``."""
+    p < alpha, controlled not), or ``"no"``. Without an SNR (``effect.snr_controlled`` False) the
+    question cannot be answered, and the verdict says what the uncontrolled test found:
+    ``"unknown: no SNR to control for (clusters differ, uncontrolled)"`` or ``"unknown: no SNR to
+    control for (no difference even uncontrolled)"``."""
+    if not effect.snr_controlled:
+        found = "clusters differ, uncontrolled" if effect.p_value_raw < alpha else "no difference even uncontrolled"
+        return f"unknown: no SNR to control for ({found})"
     if effect.p_value < alpha:
         return "yes, beyond SNR" if effect.partial_eta2 >= min_eta2 else "significant but negligible"
     return "only through SNR" if effect.p_value_raw < alpha else "no"
