@@ -25,9 +25,12 @@ Usage::
     python bench/chapters.py --part embeddings --profile default --shared-first models --jobs 2
 
 ``--jobs N`` runs the cold chapters at once, as ``v1nb book --jobs N`` does (the book's executor; the
-part's total is then the wall time of the whole call, not the sum of the chapters).
+part's total is then the wall time of the whole call, not the sum of the chapters). The cold run's
+``timeline`` says when each chapter and each fit started and ended (seconds from the cold start; a fit's
+end is its cache file's time, its start that minus its wall time): where the cores idled.
 
-Writes ``bench/results/chapters_<part or "custom">_<profile>[_jobs<N>].json``.
+Writes ``bench/results/chapters_<part or "custom">_<profile>[_jobs<N>][_<name>].json`` (``--name``: e.g. the
+CPU, so that a run on another machine does not replace the last one).
 """
 
 from __future__ import annotations
@@ -50,22 +53,29 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
-def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str) -> dict[str, float]:
-    """Run the named chapters (of ``chapters``, name → Chapter) in order into ``out/<tag>/<chapter>``; their wall times."""
+def run_all(chapters: dict, names: list[str], profile: str, out: Path, tag: str,
+            spans: dict | None = None) -> dict[str, float]:
+    """Run the named chapters (of ``chapters``, name → Chapter) in order into ``out/<tag>/<chapter>``; their wall
+    times. ``spans`` (if given) receives each chapter's (start, end) in :func:`time.time` seconds."""
     times = {}
     for name in names:
         chapter = chapters[name]
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.time()
         run_chapter(chapter, chapter_overrides(chapter, profile, {}), out / tag / name, root=REPO, reuse=False)
         times[name] = round(time.perf_counter() - start, 1)
+        if spans is not None:
+            spans[name] = (began, time.time())
         print(f"{tag:>6} {name:<24} {times[name]:8.1f} s", flush=True)
     return times
 
 
-def run_together(chapters: dict, names: list[str], profile: str, out: Path, tag: str, jobs: int) -> tuple[dict, float]:
+def run_together(chapters: dict, names: list[str], profile: str, out: Path, tag: str, jobs: int,
+                 spans: dict | None = None) -> tuple[dict, float]:
     """Run the named chapters at once, as ``v1nb book --jobs N`` does (:func:`v1nb.book.executor.run_chapters`:
     a local Dask cluster of ``jobs`` workers, the first chapter at normal priority, the others niced),
-    into ``out/<tag>/runs/<chapter>/...``; each chapter's wall time and the wall time of the whole call."""
+    into ``out/<tag>/runs/<chapter>/...``; each chapter's wall time and the wall time of the whole call.
+    ``spans`` (if given) receives each chapter's (start, end) in :func:`time.time` seconds (the end is
+    its ``run.json``'s modification time, the start that minus its wall time)."""
     from v1nb.book.executor import run_chapters
 
     selected = [chapters[n] for n in names]
@@ -74,6 +84,10 @@ def run_together(chapters: dict, names: list[str], profile: str, out: Path, tag:
                         progress=False)
     total = round(time.perf_counter() - start, 1)
     times = {r.chapter: round(float(r.wall_time), 1) for r in runs}
+    if spans is not None:
+        for r in runs:
+            end = (Path(r.folder) / "run.json").stat().st_mtime
+            spans[r.chapter] = (end - float(r.wall_time), end)
     for name in names:
         print(f"{tag:>6} {name:<24} {times[name]:8.1f} s (at once, --jobs {jobs})", flush=True)
     print(f"{tag:>6} {'all together':<24} {total:8.1f} s", flush=True)
@@ -114,8 +128,20 @@ def fits_in(cache: Path, skip: set[str]) -> list[dict]:
                      "kind": "fine-tune" if h.get("parent") else "pre-trained",
                      "trainable": model.settings.get("trainable", "all"), "epochs": len(h["epochs"]) - 1,
                      "cpu_s": round(float(h.get("cpu_seconds", float("nan"))), 1),
-                     "wall_s": round(float(h.get("wall_seconds", float("nan"))), 1)})
+                     "wall_s": round(float(h.get("wall_seconds", float("nan"))), 1),
+                     "ended_at": path.stat().st_mtime})
     return rows
+
+
+def timeline(spans: dict, fits: list[dict], start: float) -> dict:
+    """Chapters' and fits' (start, end) in seconds from ``start``, each list sorted by start."""
+    def span(a: float, b: float) -> list[float]:
+        return [round(a - start, 1), round(b - start, 1)]
+    chapters = sorted(({"chapter": n, "span_s": span(*ab)} for n, ab in spans.items()), key=lambda r: r["span_s"][0])
+    fitted = sorted(({"file": f["file"], "kind": f["kind"], "core": f["core"], "trainable": f["trainable"],
+                      "span_s": span(f["ended_at"] - f["wall_s"], f["ended_at"])} for f in fits),
+                    key=lambda r: r["span_s"][0])
+    return {"chapters": chapters, "fits": fitted}
 
 
 def fit_summary(rows: list[dict], cores: int) -> dict:
@@ -152,6 +178,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="cold chapters one after another (1, default) or at once on this many workers, as "
                              "`v1nb book --jobs N` runs them (the warm re-run stays one after another)")
+    parser.add_argument("--name", default="", help="suffix of the results file (e.g. the CPU: zen1)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="run folders and model cache under DIR (kept) instead of a temporary folder")
     args = parser.parse_args()
@@ -174,11 +201,16 @@ def main() -> None:
             shared["interaction_baselines"] = fit_interaction_baselines(known["attention"], args.profile)
         cache = tmp / "model-cache"
         cached_before = {p.name for p in cache.glob("*.pt")}
+        spans: dict = {}
+        cold_start = time.time()
         if args.jobs > 1:
-            cold, cold_together = run_together(known, names, args.profile, tmp, "cold", args.jobs)
+            cold, cold_together = run_together(known, names, args.profile, tmp, "cold", args.jobs, spans)
         else:
-            cold, cold_together = run_all(known, names, args.profile, tmp, "cold"), None
+            cold, cold_together = run_all(known, names, args.profile, tmp, "cold", spans), None
         cold_fits = fits_in(cache, cached_before)
+        cold_timeline = timeline(spans, cold_fits, cold_start)
+        for row in cold_fits:
+            row.pop("ended_at")
         warm = {} if args.no_warm else run_all(known, names, args.profile, tmp, "warm")
         # what each cold run answered, beside its time: a target met slowly and a target missed fast
         # are read from the same record
@@ -190,12 +222,12 @@ def main() -> None:
         "jobs": args.jobs, "cold_s": cold,
         # one after another: the sum of the chapters; at once: the wall time of the whole build
         "cold_total_s": round(sum(cold.values()), 1) if cold_together is None else cold_together,
-        "cold_fits": fit_summary(cold_fits, available_cores()), "cold_fit_list": cold_fits,
+        "cold_fits": fit_summary(cold_fits, available_cores()), "cold_fit_list": cold_fits, "timeline": cold_timeline,
         "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }
     print(json.dumps(result, indent=2))
-    suffix = f"_jobs{args.jobs}" if args.jobs > 1 else ""
+    suffix = (f"_jobs{args.jobs}" if args.jobs > 1 else "") + (f"_{args.name}" if args.name else "")
     path = RESULTS / f"chapters_{args.part or 'custom'}_{args.profile}{suffix}.json"
     write_json(path, provenance(benchmark="chapters", **result))
     print(f"saved {path}")
