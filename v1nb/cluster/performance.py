@@ -196,12 +196,11 @@ def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strat
             i = np.flatnonzero(strata == s)
             perm[i] = labels[rng.permutation(i)]
         count += strat_stat(perm) >= obs - 1e-12
-    raw = stats.f_oneway(*[y[labels == c] for c in np.unique(labels)])
-    ss_tot = float(((y - y.mean()) ** 2).sum())
+    p_raw, eta2_raw = _anova(y, labels)
     return ClusterEffect(f=float(F), p_value=float(p_perm),
                          p_value_parametric=float(stats.f.sf(F, df_num, df_f)),
                          partial_eta2=float((rss_r - rss_f) / max(rss_r, 1e-300)),
-                         p_value_raw=float(raw.pvalue), eta2_raw=_between_ss(y, labels) / max(ss_tot, 1e-300),
+                         p_value_raw=p_raw, eta2_raw=eta2_raw,
                          p_value_stratified=(1 + int(count)) / (1 + n_permutations),
                          n=int(n), k=int(k), n_permutations=int(n_permutations))
 
@@ -213,6 +212,13 @@ def _check_clusters(labels: np.ndarray, n: int) -> int:
     return k
 
 
+def _anova(y: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """One-way ANOVA of y on the labels, SNR ignored: its p-value and η² (between-cluster share of the sum of squares)."""
+    raw = stats.f_oneway(*[y[labels == c] for c in np.unique(labels)])
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return float(raw.pvalue), _between_ss(y, labels) / max(ss_tot, 1e-300)
+
+
 def _uncontrolled_effect(performance, labels) -> ClusterEffect:
     """The one-way ANOVA of performance on cluster, for data without an SNR (every other field NaN)."""
     y = np.asarray(performance, dtype=float)
@@ -222,12 +228,11 @@ def _uncontrolled_effect(performance, labels) -> ClusterEffect:
     keep = np.isfinite(y)
     y, labels = y[keep], labels[keep]
     k = _check_clusters(labels, y.size)
-    raw = stats.f_oneway(*[y[labels == c] for c in np.unique(labels)])
-    ss_tot = float(((y - y.mean()) ** 2).sum())
+    p_raw, eta2_raw = _anova(y, labels)
     nan = float("nan")
-    return ClusterEffect(f=nan, p_value=nan, p_value_parametric=nan, partial_eta2=nan, p_value_raw=float(raw.pvalue),
-                         eta2_raw=_between_ss(y, labels) / max(ss_tot, 1e-300), p_value_stratified=nan,
-                         n=int(y.size), k=int(k), n_permutations=0, snr_controlled=False)
+    return ClusterEffect(f=nan, p_value=nan, p_value_parametric=nan, partial_eta2=nan, p_value_raw=p_raw,
+                         eta2_raw=eta2_raw, p_value_stratified=nan, n=int(y.size), k=int(k), n_permutations=0,
+                         snr_controlled=False)
 
 
 def stratified_table(performance, labels, snr, n_strata: int = 3) -> pd.DataFrame:
