@@ -216,6 +216,30 @@ def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkey
     assert [(t.name, t.niceness) for t in seen] == [("tiny2", 0), ("tiny", BACKGROUND_NICENESS)]
 
 
+def _sleep_task(task, env=None):
+    """A stand-in for run_task in a Dask worker: sleeps ``task.label`` seconds, reports when it ended."""
+    import time
+
+    from v1nb.book.executor import Outcome
+
+    time.sleep(float(task.label))
+    return Outcome(True, wall_time=time.time())
+
+
+def test_an_idle_worker_takes_the_next_task_instead_of_waiting_for_a_busy_one(monkeypatch) -> None:
+    from v1nb.book import executor
+    from v1nb.book.executor import Task, dask_client, execute
+
+    monkeypatch.setattr(executor, "run_task", _sleep_task)
+    # one long task, then short ones: dealt out alternately at submission, task 2 would wait for
+    # task 0 on the first worker while the second worker ran out of work
+    tasks = [Task(Path("x.ipynb"), f"t{i}", {}, Path("."), Path("."), label=str(d))
+             for i, d in enumerate([3.0, 0.2, 0.2, 0.2, 0.2])]
+    with dask_client(2) as client:
+        ended = [o.wall_time for o in execute(tasks, client, progress=False)]
+    assert all(end < ended[0] for end in ended[1:]), ended  # all four short ones on the free worker
+
+
 def test_jobs_is_the_build_s_share_of_the_cores(book: Path, monkeypatch) -> None:
     from v1nb.book import executor, runner
     from v1nb.book.executor import Outcome, run_chapters

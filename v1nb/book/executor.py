@@ -319,6 +319,9 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
     kept = {name: os.environ.get(name) for name in nanny_variables()}
     with dask.config.set(QUIET_LOCAL_CLUSTER), LocalCluster(
             n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+            # without a dashboard the scheduler still serves its health routes, by default on port 8787:
+            # a free port instead, so that two builds (or sweeps) at once do not warn about the clash
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0) as local, Client(local) as client:
         apply_environment(kept)
         yield client
@@ -326,32 +329,54 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None, cluster: 
 
 def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: str = "runs",
             threads: int | None = None) -> list[Outcome]:
-    """Run ``tasks`` on ``client``'s cluster (submitted in the given order); outcomes in that order.
+    """Run ``tasks`` on ``client``'s cluster, started in the given order; outcomes in that order.
+
+    A task is handed to the cluster only when a worker thread is free for it (:func:`worker_threads`),
+    so every idle worker takes the next task in the queue. Submitting all of them at once would not:
+    the scheduler assigns each task to a worker the moment it arrives (tasks of different names are
+    not "root-ish", so it does not queue them) and, with work stealing off, it stays there. On
+    2 workers a book's chapters were thus dealt out alternately, and one worker sat idle for 233 s
+    of a cold Part IV build on the Zen 1 while n_clusters waited behind dec_tradeoff on the other.
 
     A tqdm bar counts finished tasks on the console. ``threads``: each task's share of the
     machine (:func:`submitter_environment`); default the submitter's own settings.
     """
-    from distributed import as_completed
+    from distributed import wait
     from tqdm.auto import tqdm
 
     env = submitter_environment(threads)
-    futures = [client.submit(run_task, task, env, pure=False, key=f"v1nb-{task.name}-{i}-{os.getpid()}")
-               for i, task in enumerate(tasks)]
-    index = {future.key: i for i, future in enumerate(futures)}
+    queue = list(range(len(tasks)))[::-1]  # popped from the end: the first task first
+    running: dict[Any, int] = {}  # future -> task index
     outcomes: list[Outcome | None] = [None] * len(tasks)
     failed = 0
     with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress or not tasks) as bar:
-        for future in as_completed(futures):
-            i = index[future.key]
-            try:
-                outcomes[i] = future.result()
-            except Exception as exc:  # the worker died (killed, out of memory): the task is lost, not the rest
-                outcomes[i] = Outcome(False, ename=type(exc).__name__, evalue=str(exc),
-                                      message=f"the Dask worker running it failed: {type(exc).__name__}: {exc}")
-            failed += not outcomes[i].ok
-            bar.set_postfix_str(f"{tasks[i].label or tasks[i].name}" + (f", {failed} failed" if failed else ""))
-            bar.update()
+        while queue or running:
+            # at least one in flight: on a cluster whose workers are still starting, it waits there
+            while queue and (not running or len(running) < worker_threads(client)):
+                i = queue.pop()
+                future = client.submit(run_task, tasks[i], env, pure=False,
+                                       key=f"v1nb-{tasks[i].name}-{i}-{os.getpid()}")
+                running[future] = i
+            try:  # with tasks queued, look again every few seconds for workers that joined since
+                done, _ = wait(list(running), timeout=5.0 if queue else None, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            for future in done:
+                i = running.pop(future)
+                try:
+                    outcomes[i] = future.result()
+                except Exception as exc:  # the worker died (killed, out of memory): the task is lost, not the rest
+                    outcomes[i] = Outcome(False, ename=type(exc).__name__, evalue=str(exc),
+                                          message=f"the Dask worker running it failed: {type(exc).__name__}: {exc}")
+                failed += not outcomes[i].ok
+                bar.set_postfix_str(f"{tasks[i].label or tasks[i].name}" + (f", {failed} failed" if failed else ""))
+                bar.update()
     return [o for o in outcomes if o is not None]
+
+
+def worker_threads(client: Any) -> int:
+    """Threads of the workers connected to ``client``'s scheduler now (a LocalCluster: its ``jobs``)."""
+    return sum(client.nthreads().values())
 
 
 def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str = "runs") -> list[Outcome]:
