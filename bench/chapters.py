@@ -9,7 +9,11 @@ book, into a temporary run folder, against a fresh model cache (``$V1NB_CACHE`` 
 folder), in the order given: the first chapter that needs a model fits it, the later ones load it,
 as in a book build. ``--shared-first CHAPTER`` runs that chapter first without counting it (e.g.
 ``models`` for "beyond the models they share with Part III"); ``--keep DIR`` keeps the run folders and the
-model cache under DIR. ``--interaction-baselines`` fits Part V's shared baselines (every seed, on the
+model cache under DIR. ``--seed-cache DIR`` copies a model cache kept from an earlier run (its networks
+and twins, e.g. the cache of one ``v1nb run models`` into an empty ``$V1NB_CACHE``) into the fresh one
+first, in place of re-running the chapter that fitted them (on the Zen 1 the models chapter takes
+18 minutes); the results record what was copied. The networks are keyed by their settings and data, so a
+copy made by other training code would be refitted, not reused. ``--interaction-baselines`` fits Part V's shared baselines (every seed, on the
 interacting and on the control twin) first without counting them, for "beyond the shared baseline
 models". Then every chapter runs once more
 (new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -179,6 +184,9 @@ def main() -> None:
                         help="cold chapters one after another (1, default) or at once on this many workers, as "
                              "`v1nb book --jobs N` runs them (the warm re-run stays one after another)")
     parser.add_argument("--name", default="", help="suffix of the results file (e.g. the CPU: zen1)")
+    parser.add_argument("--seed-cache", type=Path, metavar="DIR",
+                        help="copy this model cache (networks and twins) into the fresh one first, e.g. one "
+                             "that holds the models chapter's networks, instead of --shared-first models")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="run folders and model cache under DIR (kept) instead of a temporary folder")
     args = parser.parse_args()
@@ -192,9 +200,17 @@ def main() -> None:
     unknown = [n for n in [*names, *args.shared_first] if n not in known]
     if unknown:
         parser.error(f"unknown chapter(s) {', '.join(unknown)}; the book has {', '.join(known)}")
+    if args.seed_cache is not None and not any(args.seed_cache.glob("*.pt")):
+        parser.error(f"--seed-cache {args.seed_cache}: no model files (*.pt) there")
     with tempfile.TemporaryDirectory(prefix="v1nb-bench-chapters-") as tmp:
         tmp = Path(tmp) if args.keep is None else args.keep.resolve()
         os.environ["V1NB_CACHE"] = str(tmp / "model-cache")  # read by every kernel the runner starts
+        seeded = []
+        if args.seed_cache is not None:
+            shutil.copytree(args.seed_cache, tmp / "model-cache", ignore=shutil.ignore_patterns(".locks"),
+                            dirs_exist_ok=True)
+            seeded = sorted(str(p.relative_to(args.seed_cache)) for p in args.seed_cache.rglob("*")
+                            if p.is_file() and ".locks" not in p.parts)
         before = machine()
         shared = run_all(known, args.shared_first, args.profile, tmp, "shared") if args.shared_first else {}
         if args.interaction_baselines:
@@ -219,6 +235,7 @@ def main() -> None:
         values = {name: scalar_values(folders[name] / "results.json") for name in names}
     result = {
         "profile": args.profile, "chapters": names, "shared_first_s": shared,
+        "seeded_cache": {"from": str(args.seed_cache), "files": seeded} if seeded else None,
         "jobs": args.jobs, "cold_s": cold,
         # one after another: the sum of the chapters; at once: the wall time of the whole build
         "cold_total_s": round(sum(cold.values()), 1) if cold_together is None else cold_together,

@@ -393,12 +393,28 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 
 
 
-#: Expected seconds of the longest chapters where no earlier run of theirs gives a duration (a cold
-#: build). The models chapter fits every network and is the critical path: it ranks above everything.
-#: Decoding is the longest of the others (159 s cold on the Zen 1, bench/results/book.json, as measured
-#: there): started second, it runs in the idle time the models chapter leaves instead of after it (on
-#: the Zen 1 the cold Parts I-III had ended with a 264 s tail of Part II chapters, decoding in it).
-COLD_SECONDS = {"models": float("inf"), "decoding": 159.0}
+#: Expected seconds of the long chapters where no earlier run of theirs gives a duration (a cold
+#: build), so that a cold build starts the longest first (:func:`start_order`) and the short ones fill
+#: the end, rather than a long chapter starting last and running alone. Measured cold on the Zen 1 with
+#: ``--jobs 2`` (bench/results/book.json, bench/results/chapters_embeddings_default_jobs2_zen1.json);
+#: what counts is their order, not the seconds. The models chapter fits every shared network and is
+#: the critical path: it ranks above everything. Decoding, the longest of Parts I-III after it, then
+#: runs in the idle time the models chapter leaves (the cold Parts I-III on the Zen 1 had ended with a
+#: 264 s tail of Part II chapters, decoding in it). In Part IV n_clusters, whose null twin needs two networks of its own,
+#: had started last and run alone for 556 s. Part V's attention: 1,113 s on the Zen 4 with its
+#: baselines (bench/results/chapters_interactions_default.json) times 2.53, the Zen 1 / Zen 4 ratio
+#: of Part IV; not measured on the Zen 1.
+COLD_SECONDS = {
+    "models": float("inf"),
+    "attention": 2816.0,
+    "dec_improves": 1182.0,
+    "classical": 948.0,
+    "dec_tradeoff": 731.0,
+    "n_clusters": 556.0,
+    "dec_rotation": 343.0,
+    "decoding": 159.0,
+    "performance_by_cluster": 79.0,
+}
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
