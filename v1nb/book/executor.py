@@ -45,6 +45,7 @@ unless the caller gives it a share of the machine:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from dataclasses import dataclass, field
@@ -357,9 +358,9 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
                 future = client.submit(run_task, tasks[i], env, pure=False,
                                        key=f"v1nb-{tasks[i].name}-{i}-{os.getpid()}")
                 running[future] = i
-            try:  # with tasks queued, look again every few seconds for workers that joined since
-                done, _ = wait(list(running), timeout=5.0 if queue else None, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+            try:  # with tasks queued, look again now and then for workers that joined since
+                done, _ = wait(list(running), timeout=POLL_SECONDS if queue else None, return_when="FIRST_COMPLETED")
+            except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11 on
                 continue
             for future in done:
                 i = running.pop(future)
@@ -372,6 +373,11 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
                 bar.set_postfix_str(f"{tasks[i].label or tasks[i].name}" + (f", {failed} failed" if failed else ""))
                 bar.update()
     return [o for o in outcomes if o is not None]
+
+
+#: Seconds between looks for new workers while tasks wait for one (a SLURM cluster's workers join as
+#: their jobs start).
+POLL_SECONDS = 5.0
 
 
 def worker_threads(client: Any) -> int:
@@ -393,28 +399,12 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 
 
 
-#: Expected seconds of the long chapters where no earlier run of theirs gives a duration (a cold
-#: build), so that a cold build starts the longest first (:func:`start_order`) and the short ones fill
-#: the end, rather than a long chapter starting last and running alone. Measured cold on the Zen 1 with
-#: ``--jobs 2`` (bench/results/book.json, bench/results/chapters_embeddings_default_jobs2_zen1.json);
-#: what counts is their order, not the seconds. The models chapter fits every shared network and is
-#: the critical path: it ranks above everything. Decoding, the longest of Parts I-III after it, then
-#: runs in the idle time the models chapter leaves (the cold Parts I-III on the Zen 1 had ended with a
-#: 264 s tail of Part II chapters, decoding in it). In Part IV n_clusters, whose null twin needs two networks of its own,
-#: had started last and run alone for 556 s. Part V's attention: 1,113 s on the Zen 4 with its
-#: baselines (bench/results/chapters_interactions_default.json) times 2.53, the Zen 1 / Zen 4 ratio
-#: of Part IV; not measured on the Zen 1.
-COLD_SECONDS = {
-    "models": float("inf"),
-    "attention": 2816.0,
-    "dec_improves": 1182.0,
-    "classical": 948.0,
-    "dec_tradeoff": 731.0,
-    "n_clusters": 556.0,
-    "dec_rotation": 343.0,
-    "decoding": 159.0,
-    "performance_by_cluster": 79.0,
-}
+#: Expected seconds of the longest chapters where no earlier run of theirs gives a duration (a cold
+#: build). The models chapter fits every network and is the critical path: it ranks above everything.
+#: Decoding is the longest of the others (159 s cold on the Zen 1, bench/results/book.json, as measured
+#: there): started second, it runs in the idle time the models chapter leaves instead of after it (on
+#: the Zen 1 the cold Parts I-III had ended with a 264 s tail of Part II chapters, decoding in it).
+COLD_SECONDS = {"models": float("inf"), "decoding": 159.0}
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
