@@ -332,12 +332,14 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
             threads: int | None = None) -> list[Outcome]:
     """Run ``tasks`` on ``client``'s cluster, started in the given order; outcomes in that order.
 
-    A task is handed to the cluster only when a worker thread is free for it (:func:`worker_threads`),
-    so every idle worker takes the next task in the queue. Submitting all of them at once would not:
-    the scheduler assigns each task to a worker the moment it arrives (tasks of different names are
-    not "root-ish", so it does not queue them) and, with work stealing off, it stays there. On
-    2 workers a book's chapters were thus dealt out alternately, and one worker sat idle for 233 s
-    of a cold Part IV build on the Zen 1 while n_clusters waited behind dec_tradeoff on the other.
+    A task is handed to the cluster only when a worker is free for it (:func:`task_slots`), so
+    whichever worker finishes first takes the next task in the queue. Submitting all of them at once
+    would not: the scheduler assigns each task to a worker the moment it arrives (tasks of different
+    names are not "root-ish", so it does not queue them) and, with work stealing off, it stays there.
+    On 2 workers a book's chapters were thus dealt out alternately: in a cold Part IV build on the
+    Zen 1 one worker finished its share at 1,529 s while n_clusters waited behind dec_tradeoff on the
+    other until 1,762 s. (That build did not get faster from this: dec_tradeoff's fits had kept both
+    cores busy. A sweep of points of different lengths does.)
 
     A tqdm bar counts finished tasks on the console. ``threads``: each task's share of the
     machine (:func:`submitter_environment`); default the submitter's own settings.
@@ -353,7 +355,7 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
     with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress or not tasks) as bar:
         while queue or running:
             # at least one in flight: on a cluster whose workers are still starting, it waits there
-            while queue and (not running or len(running) < worker_threads(client)):
+            while queue and (not running or len(running) < task_slots(client)):
                 i = queue.pop()
                 future = client.submit(run_task, tasks[i], env, pure=False,
                                        key=f"v1nb-{tasks[i].name}-{i}-{os.getpid()}")
@@ -380,9 +382,14 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
 POLL_SECONDS = 5.0
 
 
-def worker_threads(client: Any) -> int:
-    """Threads of the workers connected to ``client``'s scheduler now (a LocalCluster: its ``jobs``)."""
-    return sum(client.nthreads().values())
+def task_slots(client: Any) -> int:
+    """How many tasks may be in flight: the workers connected to ``client``'s scheduler now.
+
+    One task per worker, whatever its threads: the task's kernel does the work, with the cores of
+    the worker's machine or job (a SLURM job's worker has a thread per core of the job; a LocalCluster
+    here, one thread per worker).
+    """
+    return len(client.nthreads())
 
 
 def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str = "runs") -> list[Outcome]:
