@@ -241,6 +241,16 @@ def test_an_idle_worker_takes_the_next_task_instead_of_waiting_for_a_busy_one(mo
     assert all(end < ended[0] for end in ended[1:]), ended  # all four short ones on the free worker
 
 
+def test_one_task_per_worker_whatever_its_threads() -> None:
+    from v1nb.book.executor import task_slots
+
+    class Client:  # a SLURM cluster of two jobs of 4 cores: two workers of 4 threads each
+        def nthreads(self):
+            return {"tcp://a:1": 4, "tcp://b:1": 4}
+
+    assert task_slots(Client()) == 2
+
+
 def test_jobs_is_the_build_s_share_of_the_cores(book: Path, monkeypatch) -> None:
     from v1nb.book import executor, runner
     from v1nb.book.executor import Outcome, run_chapters
