@@ -338,8 +338,9 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
     names are not "root-ish", so it does not queue them) and, with work stealing off, it stays there.
     On 2 workers a book's chapters were thus dealt out alternately: in a cold Part IV build on the
     Zen 1 one worker finished its share at 1,529 s while n_clusters waited behind dec_tradeoff on the
-    other until 1,762 s. (That build did not get faster from this: dec_tradeoff's fits had kept both
-    cores busy. A sweep of points of different lengths does.)
+    other until 1,762 s. (That build did not get faster from this, since dec_tradeoff's fits had kept
+    both cores busy; tasks that each use one worker's share do, e.g. a sweep's points of different
+    lengths.)
 
     A tqdm bar counts finished tasks on the console. ``threads``: each task's share of the
     machine (:func:`submitter_environment`); default the submitter's own settings.
