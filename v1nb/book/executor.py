@@ -46,6 +46,7 @@ unless the caller gives it a share of the machine:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 from dataclasses import dataclass, field
@@ -349,7 +350,7 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
     from tqdm.auto import tqdm
 
     env = submitter_environment(threads)
-    queue = list(range(len(tasks)))[::-1]  # popped from the end: the first task first
+    queue = collections.deque(range(len(tasks)))  # task indices, first to start on the left
     running: dict[Any, int] = {}  # future -> task index
     outcomes: list[Outcome | None] = [None] * len(tasks)
     failed = 0
@@ -357,7 +358,7 @@ def execute(tasks: Sequence[Task], client: Any, *, progress: bool = True, desc: 
         while queue or running:
             # at least one in flight: on a cluster whose workers are still starting, it waits there
             while queue and (not running or len(running) < task_slots(client)):
-                i = queue.pop()
+                i = queue.popleft()
                 future = client.submit(run_task, tasks[i], env, pure=False,
                                        key=f"v1nb-{tasks[i].name}-{i}-{os.getpid()}")
                 running[future] = i
