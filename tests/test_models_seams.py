@@ -519,3 +519,48 @@ def test_the_prepared_gpu_check_runs_on_the_cpu(tmp_path):
     spec.loader.exec_module(module)
     broken = module.run_checks({"broken": lambda: 1 / 0, "fine": lambda: {"x": 1}})
     assert not broken["broken"]["ok"] and "ZeroDivisionError" in broken["broken"]["error"] and broken["fine"]["ok"]
+
+
+# ------------------------------------------------------------------ readouts on a given core
+def test_readouts_on_a_given_core_keep_it_and_fit_the_other_neurons(ds, tmp_path):
+    """fit(core_from=...) / fit_readouts: the source's core, bit for bit, under a new readout fitted to
+    other neurons (another count, other tuning); the source is part of the cache key."""
+    from v1nb.models import fit_readouts
+
+    other = toy_dataset(n_neurons=8, seed=5)
+    sources = fit_seeds(ds, "cnn", "gaussian", [0, 1], n_jobs=1, cache_dir=tmp_path, **FAST)
+    readouts = fit_readouts(other, sources, n_jobs=2, cache_dir=tmp_path, **FAST)  # in worker processes
+    core = lambda m: m.network_.core.state_dict()  # noqa: E731
+    for source, model in zip(sources, readouts):
+        assert model.random_state == source.random_state and model.settings["trainable"] == "readout"
+        assert model.n_neurons_ == 8 and model.history_["core_from"] == source.cache_key_
+        assert all(torch.equal(core(source)[k], core(model)[k]) for k in core(source))
+        assert model.history_["core_output_stored"]  # a frozen core: its output is computed once
+        assert model.history_["best_epoch"] > 0  # the readout trained (epoch 0 is the initialisation)
+    alone = fit(other, "cnn", "gaussian", seed=1, core_from=sources[1], cache_dir=tmp_path,
+                **{**FAST, "trainable": "readout"})
+    assert alone.history_["cached"] is True  # the worker's entry, found by this process
+    np.testing.assert_array_equal(alone.predict(other).values, readouts[1].predict(other).values)
+    # another source core is another fit, and so is a fit of the same settings from scratch
+    swapped = fit(other, "cnn", "gaussian", seed=1, core_from=sources[0], cache_dir=tmp_path,
+                  **{**FAST, "trainable": "readout", "max_epochs": 1})
+    scratch = fit(other, "cnn", "gaussian", seed=1, cache_dir=tmp_path, **{**FAST, "max_epochs": 1})
+    assert len({swapped.cache_key_, scratch.cache_key_, alone.cache_key_}) == 3
+
+
+def test_a_core_from_another_model_is_checked(ds):
+    source = ResponseModel("cnn", "gaussian", 0, **{**FAST, "max_epochs": 1}).fit(ds)
+    with pytest.raises(ValueError, match="core_from .* has core 'cnn'; this fit's core is 'ln'"):
+        ResponseModel("ln", "gaussian", 0, **FAST).fit(ds, core_from=source)
+    with pytest.raises(ValueError, match="does not match this fit's core settings"):
+        ResponseModel("cnn", "gaussian", 0, **{**FAST, "hidden_channels": 4}).fit(ds, core_from=source)
+    with pytest.raises(ValueError, match="parent .* or core_from .*, not both"):
+        fit(ds, "cnn", "gaussian", parent=source, core_from=source, use_cache=False, **FAST)
+    with pytest.raises(ValueError, match="trains the readout only: trainable='all'"):
+        from v1nb.models import fit_readouts
+
+        fit_readouts(ds, [source], trainable="all", **FAST)
+    with pytest.raises(ValueError, match="at least one fitted model"):
+        from v1nb.models import fit_readouts
+
+        fit_readouts(ds, [])

@@ -12,6 +12,8 @@ fit(dataset, core="cnn" | "rotation" | "ln", readout="gaussian" | "factorized", 
     from a fitted model, ``terms`` adds objective terms (:mod:`~v1nb.models.objectives`).
 fit_seeds(ds, core, readout, seeds, n_jobs=None, **settings), fit_many(ds, jobs, n_jobs=None)
     Several fits in parallel worker processes (one torch thread each), each cached.
+fit_readouts(ds, cores_from, **settings)
+    Readouts of other neurons on the fixed cores of fitted models (``fit(..., core_from=model)``).
 stack_embeddings(models), cross_seed_ari(models, n_clusters)
     Embeddings along a ``seed`` dimension; consistency of k-means labels across seeds.
 ResponseModel
@@ -59,10 +61,10 @@ from v1nb.models.data import ModelWarning, apply_split  # noqa: E402
 from v1nb.models.fit import fit  # noqa: E402
 from v1nb.models.model import ResponseModel  # noqa: E402
 from v1nb.models.objectives import Term  # noqa: E402
-from v1nb.models.parallel import cross_seed_ari, fit_many, fit_seeds, stack_embeddings  # noqa: E402
+from v1nb.models.parallel import cross_seed_ari, fit_many, fit_readouts, fit_seeds, stack_embeddings  # noqa: E402
 
 __all__ = [
     "CORES", "HEADS", "INTERACTIONS", "READOUTS", "CacheWarning", "Context", "ModelConfig", "ModelWarning",
-    "ResponseModel", "Term", "apply_split", "cache_dir", "cross_seed_ari", "fit", "fit_many", "fit_seeds", "load",
-    "make_config", "save", "stack_embeddings", "valid_keys",
+    "ResponseModel", "Term", "apply_split", "cache_dir", "cross_seed_ari", "fit", "fit_many", "fit_readouts",
+    "fit_seeds", "load", "make_config", "save", "stack_embeddings", "valid_keys",
 ]

@@ -10,15 +10,15 @@ from typing import Any
 import xarray as xr
 
 from v1nb.models import cache as _cache
-from v1nb.models.model import ResponseModel, parent_fingerprint
+from v1nb.models.model import ResponseModel, check_start, parent_fingerprint
 from v1nb.models.objectives import Term, check_terms
 from v1nb.models.training import resolve_device
 
 
 def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian", seed: int = 0, *,
         interaction: str = "none", head: str = "none", parent: ResponseModel | None = None,
-        terms: list[Term] | None = None, use_cache: bool = True, cache_dir: str | os.PathLike | None = None,
-        **settings: Any) -> ResponseModel:
+        terms: list[Term] | None = None, core_from: ResponseModel | None = None, use_cache: bool = True,
+        cache_dir: str | os.PathLike | None = None, **settings: Any) -> ResponseModel:
     """Fit (or load from the cache) a core–readout model of ``dataset``.
 
     Parameters
@@ -37,6 +37,11 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
     terms : list of Term, optional
         The training objective (default: prediction loss + regularisation). Terms beyond the default
         enter the cache key through their ``spec()``.
+    core_from : ResponseModel, optional
+        Start the core from this fitted model's core, with a new readout: readouts of other neurons
+        (another dataset on the same kind of images, standardised by its own mean and sd) on a
+        given core; ``trainable="readout"`` keeps the core fixed. Its cache key is part of this
+        fit's key.
     use_cache : bool
         Look up and store the fit in the model cache (:mod:`v1nb.models.cache`).
     cache_dir : path, optional
@@ -63,17 +68,18 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
         dataset = open_dataset(dataset)
     model = ResponseModel(core, readout, seed, interaction=interaction, head=head, **settings)
     config = model.validate()  # names and settings are checked before anything is fitted
+    check_start(parent, core_from)
     if terms is not None:
         check_terms(list(terms))
     if not use_cache:
-        return model.fit(dataset, parent=parent, terms=terms)
-    key, path = _entry(dataset, model, config, parent, terms, cache_dir)
+        return model.fit(dataset, parent=parent, terms=terms, core_from=core_from)
+    key, path = _entry(dataset, model, config, parent, terms, cache_dir, core_from)
     with _cache.entry_lock(path):
         cached = _cache.load_or_none(path, dataset, key)
         if cached is not None:
             cached.history_["cached"] = True
             return cached
-        model.fit(dataset, parent=parent, terms=terms)
+        model.fit(dataset, parent=parent, terms=terms, core_from=core_from)
         model.cache_key_ = key
         model.history_["cached"] = False
         try:
@@ -85,11 +91,14 @@ def fit(dataset: xr.Dataset | str, core: str = "cnn", readout: str = "gaussian",
 
 
 def _entry(dataset: xr.Dataset, model: ResponseModel, config, parent: ResponseModel | None,
-           terms: list[Term] | None, cache_dir: str | os.PathLike | None) -> tuple[str, Path]:
+           terms: list[Term] | None, cache_dir: str | os.PathLike | None,
+           core_from: ResponseModel | None = None) -> tuple[str, Path]:
     """The cache key and file of a fit (the folder is checked to be usable first)."""
     folder = _cache.check_cache_dir(Path(cache_dir) if cache_dir is not None else _cache.cache_dir())
     device = resolve_device(config.device).type
     parent_key = "" if parent is None else (getattr(parent, "cache_key_", "") or parent_fingerprint(parent))
+    if core_from is not None:  # marked: a core's source is not a fine-tune's parent of the same key
+        parent_key = "core:" + (getattr(core_from, "cache_key_", "") or parent_fingerprint(core_from))
     components = {"core": model.core, "readout": model.readout, "interaction": model.interaction, "head": model.head}
     key = _cache.cache_key(dataset, components, model.random_state, config.non_default(), device,
                            terms=None if terms is None else [t.spec() for t in terms], parent=parent_key)
@@ -101,12 +110,12 @@ def _entry(dataset: xr.Dataset, model: ResponseModel, config, parent: ResponseMo
 
 def cached(dataset: xr.Dataset, core: str = "cnn", readout: str = "gaussian", seed: int = 0, *,
            interaction: str = "none", head: str = "none", parent: ResponseModel | None = None,
-           terms: list[Term] | None = None, cache_dir: str | os.PathLike | None = None,
-           **settings: Any) -> ResponseModel | None:
+           terms: list[Term] | None = None, core_from: ResponseModel | None = None,
+           cache_dir: str | os.PathLike | None = None, **settings: Any) -> ResponseModel | None:
     """The fit :func:`fit` would return from the cache, or None when it would have to train (never trains)."""
     model = ResponseModel(core, readout, seed, interaction=interaction, head=head, **settings)
     config = model.validate()
-    key, path = _entry(dataset, model, config, parent, terms, cache_dir)
+    key, path = _entry(dataset, model, config, parent, terms, cache_dir, core_from)
     found = _cache.load_or_none(path, dataset, key)
     if found is not None:
         found.history_["cached"] = True

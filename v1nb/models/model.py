@@ -109,7 +109,7 @@ class ResponseModel:
 
     # ------------------------------------------------------------------------------ fitting
     def fit(self, ds: xr.Dataset, parent: "ResponseModel | None" = None,
-            terms: list[Term] | None = None) -> "ResponseModel":
+            terms: list[Term] | None = None, core_from: "ResponseModel | None" = None) -> "ResponseModel":
         """Train on ``ds`` (train tier; validation tier or a held-out share for early stopping).
 
         Parameters
@@ -121,7 +121,12 @@ class ResponseModel:
             from their own initialisation.
         terms : list of Term, optional
             The objective (default: prediction loss + regularisation, :mod:`v1nb.models.objectives`).
+        core_from : ResponseModel, optional
+            A fitted model of the same core whose **core** weights start this fit; its readout is not
+            used, so its neurons (and dataset) may differ: readouts of other neurons on a given core.
+            With ``trainable="readout"`` the core stays as it is. Not together with ``parent``.
         """
+        check_start(parent, core_from)
         config = self.validate()
         torch.manual_seed(self.random_state)
         generator = torch.Generator().manual_seed(self.random_state)
@@ -138,12 +143,16 @@ class ResponseModel:
                                 rf_pixels=rf_pixels, interaction=self.interaction, head=self.head)
         if parent is not None:
             self._start_from(parent, network, data.n_neurons)
+        if core_from is not None:
+            self._core_from(core_from, network)
         start = time.perf_counter()
         with torch_threads(config.num_threads):
             self.history_ = train(network, data, config, generator, terms)
         self.history_["wall_seconds"] = time.perf_counter() - start
         if parent is not None:
             self.history_["parent"] = getattr(parent, "cache_key_", "") or parent_fingerprint(parent)
+        if core_from is not None:
+            self.history_["core_from"] = getattr(core_from, "cache_key_", "") or parent_fingerprint(core_from)
         self._set_fitted(network, data.n_neurons, data.image_shape, data.image_mean, data.image_std,
                          data.response_scale, _neuron_coords(ds))
         return self
@@ -159,6 +168,17 @@ class ResponseModel:
         bad = [k for k in missing if not k.startswith(allowed)] + [k for k in unexpected if not k.startswith(allowed)]
         if bad:
             raise ValueError(f"parent {parent!r} does not fit this network: mismatched weights {bad[:5]}")
+
+    def _core_from(self, source: "ResponseModel", network: CoreReadout) -> None:
+        source._check_fitted()
+        if source.core != self.core:
+            raise ValueError(f"core_from {source!r} has core {source.core!r}; this fit's core is {self.core!r}")
+        state = {k[len("core."):]: v for k, v in source.network_.state_dict().items() if k.startswith("core.")}
+        try:
+            network.core.load_state_dict(state)  # strict: every tensor of the core, of the same shape
+        except RuntimeError as err:
+            raise ValueError(f"core_from {source!r}: its core does not match this fit's core settings "
+                             f"(layers, channels, kernels must be the same): {err}") from None
 
     def _set_fitted(self, network: CoreReadout, n_neurons: int, image_shape: tuple[int, int],
                     image_mean: float, image_std: float, response_scale: torch.Tensor,
@@ -329,6 +349,13 @@ class ResponseModel:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("interaction", "head") if getattr(self, k) != "none")
         return (f"ResponseModel(core={self.core!r}, readout={self.readout!r}{extra}, "
                 f"random_state={self.random_state}{fitted})")
+
+
+def check_start(parent: ResponseModel | None, core_from: ResponseModel | None) -> None:
+    """A fit starts from a parent (a fine-tune of the same neurons) or from a core (other neurons), not both."""
+    if parent is not None and core_from is not None:
+        raise ValueError("give parent (a fine-tune of the same neurons) or core_from (a core for other "
+                         "neurons), not both")
 
 
 def parent_fingerprint(model: ResponseModel) -> str:

@@ -57,7 +57,8 @@ def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str
 
     job = dict(job)
     parent = job.pop("parent_entry", None)
-    # a fine-tune's parent travels as its cache entry, not as a pickled network
+    # a fine-tune's parent (and a core's source) travels as its cache entry, not as a pickled network
+    core_from = job.pop("core_from_entry", None)
     data = job.pop("dataset", None)
     data = _WORKER_DATA if data is None else data
     # warnings go back to the caller, where its filters decide what is shown (a worker's stderr
@@ -66,6 +67,8 @@ def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str
         warnings.simplefilter("always")
         if parent is not None:
             job["parent"] = _cache.load(parent[0], data, key=parent[1])
+        if core_from is not None:  # fitted on other neurons: loaded without this dataset's
+            job["core_from"] = _cache.load(core_from[0], key=core_from[1])
         model = fit(data, cache_dir=cache_dir, **job)
     path = entry_path(model, cache_dir)
     relayed = [(w.category if _picklable(w.category) else UserWarning, str(w.message)) for w in caught]
@@ -82,7 +85,7 @@ def _picklable(category: type) -> bool:
     return True
 
 
-_NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "terms", "dataset")
+_NOT_SETTINGS = ("core", "readout", "seed", "interaction", "head", "parent", "core_from", "terms", "dataset")
 
 
 def _check_job(job: Mapping[str, Any], cache_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -101,13 +104,15 @@ def _check_job(job: Mapping[str, Any], cache_dir: str | os.PathLike | None) -> d
 
 def _for_worker(job: dict[str, Any], cache_dir: str | os.PathLike | None) -> dict[str, Any]:
     job = dict(job)
-    parent = job.pop("parent", None)
-    if parent is not None:
-        path = entry_path(parent, cache_dir)
+    for name in ("parent", "core_from"):
+        source = job.pop(name, None)
+        if source is None:
+            continue
+        path = entry_path(source, cache_dir)
         if path is None:
-            raise ValueError(f"parent {parent!r} of a parallel fine-tune must come from the model cache "
+            raise ValueError(f"{name} {source!r} of a parallel fit must come from the model cache "
                              "(fit it with v1nb.models.fit, use_cache=True, and the same cache_dir)")
-        job["parent_entry"] = (str(path), parent.cache_key_)
+        job[f"{name}_entry"] = (str(path), source.cache_key_)
     return job
 
 
@@ -126,7 +131,8 @@ def fit_many(ds: xr.Dataset, jobs: Sequence[Mapping[str, Any]], n_jobs: int | No
     jobs : list of dict
         Keyword arguments of :func:`v1nb.models.fit` per fit (``core``, ``readout``, ``seed``,
         ``interaction``, ``head``, settings, and for a fine-tune ``parent`` — a model from the
-        cache — and ``terms``, which must be picklable), e.g.
+        cache — or for a readout on a given core ``core_from`` (the same), and ``terms``, which
+        must be picklable), e.g.
         ``[{"core": "cnn"}, {"core": "rotation", "seed": 1}]``. Every job is validated before any
         fit starts. A job may carry its own ``dataset`` (e.g. a subsample for a learning curve,
         or another dataset altogether), sent to its worker with the job. Jobs start in the given
@@ -225,6 +231,42 @@ def fit_seeds(ds: xr.Dataset, core: str = "cnn", readout: str = "gaussian", seed
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds={seeds} must be distinct and not empty")
     jobs = [{"core": core, "readout": readout, "seed": s, **settings} for s in seeds]
+    return fit_many(ds, jobs, n_jobs=n_jobs, cache_dir=cache_dir)
+
+
+def fit_readouts(ds: xr.Dataset, cores_from: Sequence[ResponseModel], readout: str = "gaussian",
+                 n_jobs: int | None = None, cache_dir: str | os.PathLike | None = None,
+                 **settings: Any) -> list[ResponseModel]:
+    """Readouts of the neurons of ``ds`` fitted on the fixed cores of fitted models, in parallel.
+
+    One fit per model of ``cores_from``, with that model's core (frozen: ``trainable="readout"``)
+    and seed. Used where two sets of neurons are to be compared in one feature space, or where a
+    core is reused for new neurons: fitting a readout costs a fraction of a network (no gradient
+    through the core).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The neurons whose readouts are fitted; its images must suit the cores (same kind and size).
+    cores_from : list of ResponseModel
+        Fitted models from the model cache (:func:`v1nb.models.fit`), e.g. one per seed.
+    readout : str
+    n_jobs, cache_dir
+        As in :func:`fit_many`.
+    **settings
+        Further settings (e.g. the training budget); ``trainable`` is set to ``"readout"``.
+
+    Returns
+    -------
+    list of ResponseModel
+        In the order of ``cores_from``; each one's ``core`` and ``random_state`` are its source's.
+    """
+    if not cores_from:
+        raise ValueError("fit_readouts needs at least one fitted model in cores_from")
+    if settings.get("trainable", "readout") != "readout":
+        raise ValueError(f"fit_readouts trains the readout only: trainable={settings['trainable']!r} is not allowed")
+    jobs = [{"core": m.core, "readout": readout, "seed": m.random_state, "core_from": m,
+             **{**settings, "trainable": "readout"}} for m in cores_from]
     return fit_many(ds, jobs, n_jobs=n_jobs, cache_dir=cache_dir)
 
 
