@@ -254,7 +254,8 @@ def fit_readouts(ds: xr.Dataset, cores_from: Sequence[ResponseModel], readout: s
     n_jobs, cache_dir
         As in :func:`fit_many`.
     **settings
-        Further settings (e.g. the training budget); ``trainable`` is set to ``"readout"``.
+        Settings of the fits (e.g. the training budget); the core's must be those the sources were
+        fitted with (a mismatch raises); ``trainable`` is set to ``"readout"``.
 
     Returns
     -------
