@@ -10,7 +10,7 @@ from typing import Any
 import xarray as xr
 
 from v1nb.models import cache as _cache
-from v1nb.models.model import ResponseModel, check_start, parent_fingerprint
+from v1nb.models.model import ResponseModel, check_start, source_key
 from v1nb.models.objectives import Term, check_terms
 from v1nb.models.training import resolve_device
 
@@ -96,9 +96,9 @@ def _entry(dataset: xr.Dataset, model: ResponseModel, config, parent: ResponseMo
     """The cache key and file of a fit (the folder is checked to be usable first)."""
     folder = _cache.check_cache_dir(Path(cache_dir) if cache_dir is not None else _cache.cache_dir())
     device = resolve_device(config.device).type
-    parent_key = "" if parent is None else (getattr(parent, "cache_key_", "") or parent_fingerprint(parent))
+    parent_key = "" if parent is None else source_key(parent)
     if core_from is not None:  # marked: a core's source is not a fine-tune's parent of the same key
-        parent_key = "core:" + (getattr(core_from, "cache_key_", "") or parent_fingerprint(core_from))
+        parent_key = "core:" + source_key(core_from)
     components = {"core": model.core, "readout": model.readout, "interaction": model.interaction, "head": model.head}
     key = _cache.cache_key(dataset, components, model.random_state, config.non_default(), device,
                            terms=None if terms is None else [t.spec() for t in terms], parent=parent_key)

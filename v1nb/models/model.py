@@ -150,9 +150,9 @@ class ResponseModel:
             self.history_ = train(network, data, config, generator, terms)
         self.history_["wall_seconds"] = time.perf_counter() - start
         if parent is not None:
-            self.history_["parent"] = getattr(parent, "cache_key_", "") or parent_fingerprint(parent)
+            self.history_["parent"] = source_key(parent)
         if core_from is not None:
-            self.history_["core_from"] = getattr(core_from, "cache_key_", "") or parent_fingerprint(core_from)
+            self.history_["core_from"] = source_key(core_from)
         self._set_fitted(network, data.n_neurons, data.image_shape, data.image_mean, data.image_std,
                          data.response_scale, _neuron_coords(ds))
         return self
@@ -356,6 +356,12 @@ def check_start(parent: ResponseModel | None, core_from: ResponseModel | None) -
     if parent is not None and core_from is not None:
         raise ValueError("give parent (a fine-tune of the same neurons) or core_from (a core for other "
                          "neurons), not both")
+
+
+def source_key(model: ResponseModel) -> str:
+    """What identifies a model a fit starts from (a parent, a core's source): its cache key, or for a
+    model fitted outside the cache a hash of its weights."""
+    return getattr(model, "cache_key_", "") or parent_fingerprint(model)
 
 
 def parent_fingerprint(model: ResponseModel) -> str:
