@@ -159,3 +159,19 @@ def test_beta_invariance_text_applies_its_rule():
     text = DA.beta_invariance_text(ref, other, 0.456, 0.450)
     assert "on average by 12.5% of the mean predicted rate (up to 1.5 times" in text
     assert "β still changes" in text and "0.450 against 0.456" in text
+
+
+def test_saturation_compares_the_largest_beta_with_dec_only_and_bounds_the_cost():
+    def table(corr_top, corr_dec):
+        return pd.DataFrame([dict(mode="pre", beta=0.0, corr=0.50), dict(mode="joint", beta=0.1, corr=0.50),
+                             dict(mode="joint", beta=1e3, corr=0.49), dict(mode="joint", beta=1e7, corr=corr_top),
+                             dict(mode="dec_only", beta=0.1, corr=corr_dec)])
+    out = DA.saturation(table(0.496, 0.492), beta_ref=0.1)
+    assert out["beta_max"] == 1e7 and np.isclose(out["fraction"], 0.5) and out["bounded"]
+    assert "50 % of the way" in out["text"] and "no β costs more than 0.01 in this schedule" in out["text"]
+    out = DA.saturation(table(0.48, 0.46), beta_ref=0.1)  # DEC-only loses 0.04: a large β may cost too
+    assert np.isclose(out["fraction"], 0.5) and not out["bounded"] and "does cost more than 0.01" in out["text"]
+    out = DA.saturation(table(0.50, 0.50), beta_ref=0.1)  # nothing to move towards
+    assert np.isnan(out["fraction"]) and out["bounded"]
+    empty = DA.saturation(table(0.5, 0.5).query("mode != 'dec_only'"), beta_ref=0.1)
+    assert np.isnan(empty["fraction"]) and not empty["bounded"]

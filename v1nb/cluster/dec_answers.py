@@ -416,6 +416,52 @@ def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CO
                 + ("; DEC-only ruins it" if ruins else "; DEC-only does not ruin it either"))
 
 
+def saturation(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOLERANCE) -> dict:
+    """Does a larger β cost more? The joint loss at the grid's largest β against the reference β and DEC-only.
+
+    Adam moves each weight by about its learning rate per step whatever the loss's scale (the step is
+    the gradient's running mean over the root of its running second moment). A β large enough that the
+    clustering term's gradient dwarfs the prediction term's therefore does not move the embeddings
+    further than the clustering term alone does: the joint loss's cost tends to DEC-only's (same steps),
+    and is no larger, because the core still follows the prediction loss (the clustering term does not
+    reach it). So where DEC-only costs less than ``tolerance``, no β costs more than the tolerance
+    within the same schedule.
+
+    Returns
+    -------
+    dict
+        ``beta_max`` (largest β of the grid), ``corr_ref``, ``corr_max``, ``corr_dec_only``,
+        ``fraction`` (how far the joint loss at ``beta_max`` has moved from the reference β's
+        correlation towards DEC-only's: 0 none, 1 all the way; NaN when the two are within 1e-4),
+        ``bounded`` (DEC-only's drop within ``tolerance``) and ``text``, one sentence.
+    """
+    pre = float(table.loc[table["mode"] == "pre", "corr"].iloc[0])
+    joint = table[table["mode"] == "joint"].sort_values("beta")
+    dec_only = table[table["mode"] == "dec_only"]
+    if joint.empty or dec_only.empty:
+        return dict(beta_max=np.nan, corr_ref=np.nan, corr_max=np.nan, corr_dec_only=np.nan, fraction=np.nan,
+                    bounded=False, text="the grid has no joint or no DEC-only fine-tune to compare")
+    ref = joint.iloc[int(np.argmin(np.abs(joint["beta"].to_numpy() - beta_ref)))]
+    top = joint.iloc[-1]
+    corr_dec = float(dec_only.iloc[int(np.argmin(np.abs(dec_only["beta"].to_numpy() - beta_ref)))]["corr"])
+    gap = float(ref["corr"]) - corr_dec
+    fraction = (float(ref["corr"]) - float(top["corr"])) / gap if abs(gap) > 1e-4 else np.nan
+    bounded = bool(pre - corr_dec <= tolerance)
+    moved = (f"{100 * fraction:.0f} % of the way from the reference β's ({float(ref['corr']):.3f}) towards "
+             f"DEC-only's ({corr_dec:.3f})" if np.isfinite(fraction)
+             else f"where the reference β's ({float(ref['corr']):.3f}) and DEC-only's ({corr_dec:.3f}) also are")
+    text = (f"at the largest β, {float(top['beta']):g}, the joint loss's mean test correlation is "
+            f"{float(top['corr']):.3f}: {moved}")
+    if bounded:
+        text += (f". DEC-only, the limit a growing β approaches under Adam, loses {pre - corr_dec:.3f} (within "
+                 f"{tolerance:g}), so by that bound no β costs more than {tolerance:g} in this schedule")
+    else:
+        text += (f". DEC-only, the limit a growing β approaches under Adam, loses {pre - corr_dec:.3f} (more than "
+                 f"{tolerance:g}), so a large enough β does cost more than {tolerance:g}")
+    return dict(beta_max=float(top["beta"]), corr_ref=float(ref["corr"]), corr_max=float(top["corr"]),
+                corr_dec_only=corr_dec, fraction=float(fraction), bounded=bounded, text=text)
+
+
 # ------------------------------------------------------------------------------ dec_rotation
 def orientation_spread(labels: np.ndarray, orientation: np.ndarray) -> float:
     """Size-weighted mean over clusters of 1 − |mean exp(2iθ)| (0: one orientation per cluster, 1: uniform).
