@@ -196,14 +196,6 @@ def test_a_cold_build_starts_models_then_decoding_then_the_rest_in_book_order(bo
     assert [names[i] for i in start_order(book, names)] == ["spatial", "decoding", "models", "data", "clustering"]
 
 
-def test_a_cold_part_iv_starts_classical_then_n_clusters_after_the_parts_before_it(book: Path) -> None:
-    from v1nb.book.executor import start_order
-
-    names = ["classical", "dec_improves", "n_clusters", "decoding", "models"]
-    assert [names[i] for i in start_order(book, names)] == ["models", "decoding", "classical", "n_clusters",
-                                                            "dec_improves"]
-
-
 def test_a_parallel_build_nices_every_chapter_but_the_longest(book: Path, monkeypatch) -> None:
     from v1nb.book import executor
     from v1nb.book.executor import BACKGROUND_NICENESS, Outcome, run_chapters

@@ -413,13 +413,7 @@ def execute_locally(tasks: Sequence[Task], *, progress: bool = True, desc: str =
 #: Decoding is the longest of the others (159 s cold on the Zen 1, bench/results/book.json, as measured
 #: there): started second, it runs in the idle time the models chapter leaves instead of after it (on
 #: the Zen 1 the cold Parts I-III had ended with a 264 s tail of Part II chapters, decoding in it).
-#: Two of Part IV's chapters rank next (ranks only, below decoding, so that Parts I-III start as
-#: before): classical, which starts the shared pre-trained fits, the rotation core's among them (the
-#: longest single fit, 485 s on the Zen 3), and n_clusters, whose own work after those fits is a
-#: chain of analysis, readouts on a null twin, more analysis and DEC fine-tunes (197 s on the Zen 3).
-#: In book order n_clusters started last and ran alone at the end: from 845 to 1,043 s of the cold
-#: Part IV run, bench/results/chapters_embeddings_default_jobs2_zen3_e5.json.
-COLD_SECONDS = {"models": float("inf"), "decoding": 159.0, "classical": 150.0, "n_clusters": 140.0}
+COLD_SECONDS = {"models": float("inf"), "decoding": 159.0}
 
 
 def expected_seconds(root: str | os.PathLike, chapter_name: str) -> float:
