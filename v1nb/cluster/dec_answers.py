@@ -422,10 +422,10 @@ def saturation(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOL
     Adam moves each weight by about its learning rate per step whatever the loss's scale (the step is
     the gradient's running mean over the root of its running second moment). A β large enough that the
     clustering term's gradient dwarfs the prediction term's therefore does not move the embeddings
-    further than the clustering term alone does: the joint loss's cost tends to DEC-only's (same steps),
-    and is no larger, because the core still follows the prediction loss (the clustering term does not
-    reach it). So where DEC-only costs less than ``tolerance``, no β costs more than the tolerance
-    within the same schedule.
+    further than the clustering term alone does: the joint loss's cost tends to DEC-only's (the same
+    steps of the embeddings), and should not exceed it, since the core still follows the prediction loss
+    (the clustering term does not reach it). So where DEC-only costs less than ``tolerance``, no β is
+    expected to cost more than the tolerance within the same schedule.
 
     Returns
     -------
