@@ -172,6 +172,9 @@ def test_saturation_compares_the_largest_beta_with_dec_only_and_bounds_the_cost(
     out = DA.saturation(table(0.48, 0.46), beta_ref=0.1)  # DEC-only loses 0.04: a large β may cost too
     assert np.isclose(out["fraction"], 0.5) and not out["bounded"] and "does cost more than 0.01" in out["text"]
     out = DA.saturation(table(0.50, 0.50), beta_ref=0.1)  # nothing to move towards
-    assert np.isnan(out["fraction"]) and out["bounded"]
+    assert np.isnan(out["fraction"]) and out["bounded"] and "costs no more here" in out["text"]
+    assert "loses nothing" in out["text"]
+    out = DA.saturation(table(0.502, 0.492), beta_ref=0.1)  # the largest β moved away from DEC-only
+    assert out["fraction"] < 0 and "no closer to DEC-only's" in out["text"]
     empty = DA.saturation(table(0.5, 0.5).query("mode != 'dec_only'"), beta_ref=0.1)
     assert np.isnan(empty["fraction"]) and not empty["bounded"]

@@ -447,17 +447,22 @@ def saturation(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOL
     gap = float(ref["corr"]) - corr_dec
     fraction = (float(ref["corr"]) - float(top["corr"])) / gap if abs(gap) > 1e-4 else np.nan
     bounded = bool(pre - corr_dec <= tolerance)
-    moved = (f"{100 * fraction:.0f} % of the way from the reference β's ({float(ref['corr']):.3f}) towards "
-             f"DEC-only's ({corr_dec:.3f})" if np.isfinite(fraction)
-             else f"where the reference β's ({float(ref['corr']):.3f}) and DEC-only's ({corr_dec:.3f}) also are")
-    text = (f"at the largest β, {float(top['beta']):g}, the joint loss's mean test correlation is "
-            f"{float(top['corr']):.3f}: {moved}")
-    if bounded:
-        text += (f". DEC-only, the limit a growing β approaches under Adam, loses {pre - corr_dec:.3f} (within "
-                 f"{tolerance:g}), so by that bound no β costs more than {tolerance:g} in this schedule")
+    r, t = float(ref["corr"]), float(top["corr"])
+    if not np.isfinite(fraction) or gap < 0:  # DEC-only no worse than the reference β: nothing to move towards
+        moved = f"against {r:.3f} at the reference β and {corr_dec:.3f} for DEC-only, which costs no more here"
+    elif fraction < 0:
+        moved = f"no closer to DEC-only's ({corr_dec:.3f}) than the reference β's ({r:.3f})"
     else:
-        text += (f". DEC-only, the limit a growing β approaches under Adam, loses {pre - corr_dec:.3f} (more than "
-                 f"{tolerance:g}), so a large enough β does cost more than {tolerance:g}")
+        moved = f"{100 * fraction:.0f} % of the way from the reference β's ({r:.3f}) towards DEC-only's ({corr_dec:.3f})"
+    text = f"at the largest β, {float(top['beta']):g}, the joint loss's mean test correlation is {t:.3f}: {moved}"
+    drop = pre - corr_dec
+    lost = f"loses {drop:.3f}" if drop > 0 else "loses nothing"
+    if bounded:
+        text += (f". DEC-only, the limit a growing β approaches under Adam, {lost} against the pre-trained models "
+                 f"(within {tolerance:g}), so by that bound no β costs more than {tolerance:g} in this schedule")
+    else:
+        text += (f". DEC-only, the limit a growing β approaches under Adam, {lost} (more than {tolerance:g}), so a "
+                 f"large enough β does cost more than {tolerance:g}")
     return dict(beta_max=float(top["beta"]), corr_ref=float(ref["corr"]), corr_max=float(top["corr"]),
                 corr_dec_only=corr_dec, fraction=float(fraction), bounded=bounded, text=text)
 
