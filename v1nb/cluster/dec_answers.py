@@ -387,6 +387,12 @@ def agreement_text(agreement: pd.DataFrame) -> str:
     return f"{share}: a larger β does move neurons to other clusters"
 
 
+def _nearest_beta(table: pd.DataFrame, mode: str, beta: float) -> pd.Series | None:
+    """The row of ``mode`` whose β is nearest ``beta`` (None without rows of ``mode``)."""
+    rows = table[table["mode"] == mode]
+    return None if rows.empty else rows.iloc[int(np.argmin(np.abs(rows["beta"].to_numpy() - beta)))]
+
+
 def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOLERANCE) -> dict:
     """Does DEC ruin performance, and does the joint loss keep it? Computed answer of dec_tradeoff.
 
@@ -395,14 +401,7 @@ def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CO
     loss "pays off" when, in addition, its cross-seed ARI exceeds the pre-trained k-means'.
     """
     pre = table[table["mode"] == "pre"].iloc[0]
-
-    def at(mode):
-        rows = table[(table["mode"] == mode)]
-        if rows.empty:
-            return None
-        return rows.iloc[int(np.argmin(np.abs(rows["beta"].to_numpy() - beta_ref)))]
-
-    joint, dec_only = at("joint"), at("dec_only")
+    joint, dec_only = _nearest_beta(table, "joint", beta_ref), _nearest_beta(table, "dec_only", beta_ref)
     drop_joint = float(pre["corr"] - joint["corr"]) if joint is not None else np.nan
     drop_dec = float(pre["corr"] - dec_only["corr"]) if dec_only is not None else np.nan
     keeps = bool(drop_joint <= tolerance)
@@ -436,26 +435,22 @@ def saturation(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOL
         ``bounded`` (DEC-only's drop within ``tolerance``) and ``text``, one sentence.
     """
     pre = float(table.loc[table["mode"] == "pre", "corr"].iloc[0])
-    joint = table[table["mode"] == "joint"].sort_values("beta")
-    dec_only = table[table["mode"] == "dec_only"]
-    if joint.empty or dec_only.empty:
+    ref, dec_only = _nearest_beta(table, "joint", beta_ref), _nearest_beta(table, "dec_only", beta_ref)
+    if ref is None or dec_only is None:
         return dict(beta_max=np.nan, corr_ref=np.nan, corr_max=np.nan, corr_dec_only=np.nan, fraction=np.nan,
                     bounded=False, text="the grid has no joint or no DEC-only fine-tune to compare")
-    ref = joint.iloc[int(np.argmin(np.abs(joint["beta"].to_numpy() - beta_ref)))]
-    top = joint.iloc[-1]
-    corr_dec = float(dec_only.iloc[int(np.argmin(np.abs(dec_only["beta"].to_numpy() - beta_ref)))]["corr"])
-    gap = float(ref["corr"]) - corr_dec
-    fraction = (float(ref["corr"]) - float(top["corr"])) / gap if abs(gap) > 1e-4 else np.nan
-    bounded = bool(pre - corr_dec <= tolerance)
-    r, t = float(ref["corr"]), float(top["corr"])
-    if not np.isfinite(fraction) or gap < 0:  # DEC-only no worse than the reference β: nothing to move towards
-        moved = f"against {r:.3f} at the reference β and {corr_dec:.3f} for DEC-only, which costs no more here"
+    top = table[table["mode"] == "joint"].sort_values("beta").iloc[-1]
+    r, t, d = float(ref["corr"]), float(top["corr"]), float(dec_only["corr"])
+    fraction = (r - t) / (r - d) if abs(r - d) > 1e-4 else np.nan
+    drop = pre - d
+    bounded = bool(drop <= tolerance)
+    if not np.isfinite(fraction) or r < d:  # DEC-only no worse than the reference β: nothing to move towards
+        moved = f"against {r:.3f} at the reference β and {d:.3f} for DEC-only, which costs no more here"
     elif fraction < 0:
-        moved = f"no closer to DEC-only's ({corr_dec:.3f}) than the reference β's ({r:.3f})"
+        moved = f"no closer to DEC-only's ({d:.3f}) than the reference β's ({r:.3f})"
     else:
-        moved = f"{100 * fraction:.0f} % of the way from the reference β's ({r:.3f}) towards DEC-only's ({corr_dec:.3f})"
+        moved = f"{100 * fraction:.0f} % of the way from the reference β's ({r:.3f}) towards DEC-only's ({d:.3f})"
     text = f"at the largest β, {float(top['beta']):g}, the joint loss's mean test correlation is {t:.3f}: {moved}"
-    drop = pre - corr_dec
     lost = f"loses {drop:.3f}" if drop > 0 else "loses nothing"
     if bounded:
         text += (f". DEC-only, the limit a growing β approaches under Adam, {lost} against the pre-trained models "
@@ -463,8 +458,8 @@ def saturation(table: pd.DataFrame, beta_ref: float, tolerance: float = CORR_TOL
     else:
         text += (f". DEC-only, the limit a growing β approaches under Adam, {lost} (more than {tolerance:g}), so a "
                  f"large enough β does cost more than {tolerance:g}")
-    return dict(beta_max=float(top["beta"]), corr_ref=float(ref["corr"]), corr_max=float(top["corr"]),
-                corr_dec_only=corr_dec, fraction=float(fraction), bounded=bounded, text=text)
+    return dict(beta_max=float(top["beta"]), corr_ref=r, corr_max=t, corr_dec_only=d, fraction=float(fraction),
+                bounded=bounded, text=text)
 
 
 # ------------------------------------------------------------------------------ dec_rotation
