@@ -18,6 +18,8 @@ interacting and on the control twin) first without counting them, for "beyond th
 models". Then every chapter runs once more
 (new run folders, same model cache): the warm re-run (``--no-warm`` skips it). Times are wall-clock seconds; the CPU model,
 core count and load average are recorded beside them (a loaded machine makes them upper bounds).
+The machine's busy core-seconds over the cold run are sampled (``cold_cpu``: busy against cores × wall,
+and the busy fraction every 10 s): where the cores were busy throughout, only less work shortens it.
 The models the cold chapters fitted are listed with the CPU seconds each took (``cold_fits``: by kind,
 their total, and that total over the cores: the floor of the part's time on this machine).
 
@@ -44,8 +46,11 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 from v1nb.book.build import chapter_overrides
 from v1nb.book.chapters import book_chapters
@@ -161,6 +166,54 @@ def fit_summary(rows: list[dict], cores: int) -> dict:
     return {"by_kind": groups, "cpu_s": total, "floor_s": round(total / max(cores, 1), 1), "cores": cores}
 
 
+class CpuSampler:
+    """The machine's CPU time, busy and idle, sampled every ``interval`` seconds while a ``with`` block runs.
+
+    A fit's own CPU seconds say what training cost; this says whether the cores were busy at all
+    (whatever ran: fits, the chapters' analyses, worker start-up): where the busy core-seconds reach
+    the cores × wall, only less work shortens the part, and no start order can. ``summary()``: busy
+    and niced core-seconds, the capacity (cores × wall) and the busy fraction per interval.
+    """
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self.samples: list[tuple[float, tuple]] = []  # (time.time(), psutil.cpu_times())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), psutil.cpu_times()))
+            if self._stop.wait(self.interval):
+                self.samples.append((time.time(), psutil.cpu_times()))
+                return
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _idle(t) -> float:
+        return t.idle + getattr(t, "iowait", 0.0)
+
+    def summary(self) -> dict:
+        (t0, first), (t1, last) = self.samples[0], self.samples[-1]
+        cores = psutil.cpu_count() or 1
+        busy = (sum(last) - self._idle(last)) - (sum(first) - self._idle(first))
+        series = []
+        for (a, ta), (b, tb) in zip(self.samples, self.samples[1:]):
+            d_busy = (sum(tb) - self._idle(tb)) - (sum(ta) - self._idle(ta))
+            series.append(round(d_busy / max((b - a) * cores, 1e-9), 2))
+        return {"cores": cores, "wall_s": round(t1 - t0, 1), "capacity_core_s": round((t1 - t0) * cores, 1),
+                "busy_core_s": round(busy, 1), "niced_core_s": round(last.nice - first.nice, 1),
+                "busy_fraction": round(busy / max((t1 - t0) * cores, 1e-9), 3),
+                "interval_s": self.interval, "busy_fraction_series": series}
+
+
 def scalar_values(path: Path) -> dict:
     """The scalar values (numbers, strings, booleans) a chapter's ``results.json`` recorded; empty if it has none."""
     if not path.exists():
@@ -219,10 +272,11 @@ def main() -> None:
         cached_before = {p.name for p in cache.glob("*.pt")}
         spans: dict = {}
         cold_start = time.time()
-        if args.jobs > 1:
-            cold, cold_together = run_together(known, names, args.profile, tmp, "cold", args.jobs, spans)
-        else:
-            cold, cold_together = run_all(known, names, args.profile, tmp, "cold", spans), None
+        with CpuSampler() as cpu:
+            if args.jobs > 1:
+                cold, cold_together = run_together(known, names, args.profile, tmp, "cold", args.jobs, spans)
+            else:
+                cold, cold_together = run_all(known, names, args.profile, tmp, "cold", spans), None
         cold_fits = fits_in(cache, cached_before)
         cold_timeline = timeline(spans, cold_fits, cold_start)
         for row in cold_fits:
@@ -240,6 +294,7 @@ def main() -> None:
         # one after another: the sum of the chapters; at once: the wall time of the whole build
         "cold_total_s": round(sum(cold.values()), 1) if cold_together is None else cold_together,
         "cold_fits": fit_summary(cold_fits, available_cores()), "cold_fit_list": cold_fits, "timeline": cold_timeline,
+        "cold_cpu": cpu.summary(),
         "warm_s": warm, "warm_max_s": max(warm.values(), default=None), "values": values,
         "machine_before": before, "machine_after": machine(),
     }
