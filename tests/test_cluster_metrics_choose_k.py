@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
@@ -64,3 +65,28 @@ def test_gmm_wrapper_and_factory():
         assert metrics.ari(y, labels) > 0.9, name
     with pytest.raises(ValueError, match="unknown clusterer"):
         make_clusterer("hdbscan", 3)
+
+
+def test_choose_k_runs_single_threaded_by_default_with_the_same_numbers(monkeypatch):
+    import importlib
+
+    from threadpoolctl import threadpool_info
+
+    module = importlib.import_module("v1nb.cluster.choose_k")  # the module, not the function of that name
+
+    X, _ = make_blobs(200, n_features=4, centers=3, random_state=0)
+    seen = []
+    criteria = module._criteria
+
+    def spy(*args, **kwargs):
+        seen.append(max((lib["num_threads"] for lib in threadpool_info()), default=1))
+        return criteria(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_criteria", spy)
+    one = choose_k(X, range(1, 5), n_null=2, n_bootstrap=2, random_state=0)
+    assert seen and set(seen) == {1}  # the observed data and every null draw
+    as_is = choose_k(X, range(1, 5), n_null=2, n_bootstrap=2, random_state=0, n_threads=None)
+    assert max(seen[-3:]) == max((lib["num_threads"] for lib in threadpool_info()), default=1)
+    pd.testing.assert_frame_equal(one, as_is)
+    stab = [module.cross_seed_stability([X, X[:, ::-1]], [2, 3], n_threads=n) for n in (1, None)]
+    pd.testing.assert_frame_equal(*stab)
