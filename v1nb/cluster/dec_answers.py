@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
 
 from v1nb.cluster.embedding_clustering import score_labels
 
@@ -79,6 +80,9 @@ def head_rows(embeddings):
     return normalise_rows(w.reshape(w.shape[0], -1))
 
 
+# one thread: the starts fit many small mixtures, for which the OpenMP/BLAS thread pools cost more CPU
+# than they give (dec_improves used 1.3x the CPU with the 2 cores' threads; same numbers)
+@threadpool_limits.wrap(limits=1)
 def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequence[str] = ("kmeans", "gmm", "spectral"),
              covariances: Sequence[str] = ("diagonal", "full"), em_steps: int = 20,
              alpha: Mapping[str, float] | None = None) -> pd.DataFrame:

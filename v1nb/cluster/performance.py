@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 #: verdict thresholds: significance level and the smallest partial η² called an effect (Cohen's "small")
 ALPHA, MIN_ETA2 = 0.01, 0.02
@@ -132,6 +133,9 @@ def clean_inputs(performance, labels, snr, floor: float | None = None):
     return y[keep], labels[keep], np.log(np.maximum(snr[keep], floor)), keep
 
 
+# one thread: thousands of least-squares fits of N × (knots + K) designs, too small for a BLAS thread pool
+# (performance_by_cluster used 1.4x the CPU with the 2 cores' threads; same numbers)
+@threadpool_limits.wrap(limits=1)
 def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strata: int = 5,
                              n_permutations: int = 2000, random_state=0) -> ClusterEffect:
     """Test whether ``labels`` explain ``performance`` beyond a polynomial in log SNR.
