@@ -288,13 +288,13 @@ def cross_seed_stability(embeddings: Sequence[np.ndarray], ks=range(2, 11), n_in
         raise ValueError(f"ks must be integers in [2, n_samples); got {ks}")
     seed = check_random_state(random_state).randint(2 ** 31 - 1)
     rows = []
-    for k in ks:
-        with threadpool_limits(n_threads):
+    with threadpool_limits(n_threads):
+        for k in ks:
             lab = [KMeans(k, n_init=n_init, random_state=seed).fit_predict(x) for x in X]
-        aris = [adjusted_rand_score(lab[a], lab[b]) for a in range(len(lab)) for b in range(a + 1, len(lab))]
-        rows.append(dict(criterion="cross_seed", k=k, value=float(np.mean(aris)),
-                         sd=float(np.std(aris, ddof=1)) if len(aris) > 1 else np.nan,
-                         n_pairs=len(aris), better="higher"))
+            aris = [adjusted_rand_score(lab[a], lab[b]) for a in range(len(lab)) for b in range(a + 1, len(lab))]
+            rows.append(dict(criterion="cross_seed", k=k, value=float(np.mean(aris)),
+                             sd=float(np.std(aris, ddof=1)) if len(aris) > 1 else np.nan,
+                             n_pairs=len(aris), better="higher"))
     return pd.DataFrame(rows)
 
 
