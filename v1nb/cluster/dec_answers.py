@@ -81,7 +81,8 @@ def head_rows(embeddings):
 
 
 # one thread: the starts fit many small mixtures, for which the OpenMP/BLAS thread pools cost more CPU
-# than they give (dec_improves re-run with its models cached: 35 CPU-s with the 2 cores' threads, 28 with one; same numbers)
+# than they give (dec_improves re-run with its models cached: 35 CPU-s with the 2 cores' threads, 28 with
+# one; same numbers)
 @threadpool_limits.wrap(limits=1)
 def em_drift(embeddings: Sequence, k: int, truth: np.ndarray | None, inits: Sequence[str] = ("kmeans", "gmm", "spectral"),
              covariances: Sequence[str] = ("diagonal", "full"), em_steps: int = 20,

@@ -134,7 +134,8 @@ def clean_inputs(performance, labels, snr, floor: float | None = None):
 
 
 # one thread: thousands of least-squares fits of N × (knots + K) designs, too small for a BLAS thread pool
-# (performance_by_cluster re-run with its models cached: 23 CPU-s with the 2 cores' threads, 19 with one; same numbers)
+# (performance_by_cluster re-run with its models cached: 23 CPU-s with the 2 cores' threads, 19 with one;
+# same numbers)
 @threadpool_limits.wrap(limits=1)
 def cluster_effect_given_snr(performance, labels, snr, n_knots: int = 5, n_strata: int = 5,
                              n_permutations: int = 2000, random_state=0) -> ClusterEffect:
