@@ -197,17 +197,17 @@ class CpuSampler:
         self._thread.join()
 
     @staticmethod
-    def _idle(t) -> float:
-        return t.idle + getattr(t, "iowait", 0.0)
+    def _busy(t) -> float:
+        # all but idle and I/O wait; Linux counts guest time inside user and nice already (as psutil does)
+        skip = ("idle", "iowait", "guest", "guest_nice")
+        return sum(getattr(t, name) for name in t._fields if name not in skip)
 
     def summary(self) -> dict:
         (t0, first), (t1, last) = self.samples[0], self.samples[-1]
         cores = psutil.cpu_count() or 1
-        busy = (sum(last) - self._idle(last)) - (sum(first) - self._idle(first))
-        series = []
-        for (a, ta), (b, tb) in zip(self.samples, self.samples[1:]):
-            d_busy = (sum(tb) - self._idle(tb)) - (sum(ta) - self._idle(ta))
-            series.append(round(d_busy / max((b - a) * cores, 1e-9), 2))
+        busy = self._busy(last) - self._busy(first)
+        series = [round((self._busy(tb) - self._busy(ta)) / max((b - a) * cores, 1e-9), 2)
+                  for (a, ta), (b, tb) in zip(self.samples, self.samples[1:])]
         return {"cores": cores, "wall_s": round(t1 - t0, 1), "capacity_core_s": round((t1 - t0) * cores, 1),
                 "busy_core_s": round(busy, 1), "niced_core_s": round(last.nice - first.nice, 1),
                 "busy_fraction": round(busy / max((t1 - t0) * cores, 1e-9), 3),
