@@ -351,6 +351,26 @@ def test_fit_seeds_in_workers_matches_in_process_fits(ds, tmp_path):
         fit_seeds(ds, seeds=[0, 0])
 
 
+def test_fit_workers_fork_from_a_preloaded_server_that_follows_the_cache_folder(ds, tmp_path, monkeypatch):
+    import multiprocessing
+
+    from v1nb.models import parallel
+
+    context = parallel._worker_context()
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        assert context.get_start_method() == "forkserver"
+        assert "torch._dynamo" in parallel._PRELOAD and "v1nb.models.fit" in parallel._PRELOAD
+    # the server keeps the environment it started with: a later V1NB_CACHE must still be where
+    # the workers write (the parent resolves the folder and hands it to them)
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv("V1NB_CACHE", str(first))
+    fit_seeds(ds, "cnn", "gaussian", seeds=[0, 1], n_jobs=2, **FAST)
+    monkeypatch.setenv("V1NB_CACHE", str(second))
+    models = fit_seeds(ds, "cnn", "gaussian", seeds=[2, 3], n_jobs=2, **FAST)
+    assert len(list(first.glob("*.pt"))) == 2 and len(list(second.glob("*.pt"))) == 2
+    assert all(m.history_["cached"] for m in models)  # trained in workers, loaded from the second folder
+
+
 def test_fit_core_seeds_starts_the_long_core_first_and_returns_each_core_in_seed_order(ds, tmp_path, monkeypatch):
     from v1nb.cluster import embedding_clustering as EC
     import v1nb.models
