@@ -3,7 +3,7 @@
 Fits the default CNN + Gaussian readout on the default twin, cold (a fresh temporary model cache),
 for a fixed number of epochs (``early_stopping=False``, so every fit does the same work): first one
 seed alone (``fit_many`` with one job: in this process, one thread), then two seeds with
-``fit_seeds(..., n_jobs=2)`` (two spawned workers, one thread each; the wall time includes starting
+``fit_seeds(..., n_jobs=2)`` (two workers forked from a fork server, one thread each; the wall time includes starting
 them and loading the results from the cache). Target: the pair takes at most 1.25 × the wall time
 of the single fit. Also reports the load average around each part.
 
