@@ -15,7 +15,7 @@ from v1nb import metrics
 from v1nb.data import build_dataset, select_tier
 from v1nb.models import (CacheWarning, ModelWarning, ResponseModel, fit, load, make_config, save,
                          valid_keys)
-from v1nb.models.cores import Stacked2dCore, laplace_l2
+from v1nb.models.cores import ImageConv2d, Stacked2dCore, image_conv2d, laplace_l2
 from v1nb.models.data import prepare, receptive_field_centres
 from v1nb.models.readouts import FactorizedReadout, GaussianReadout
 from v1nb.models.rotation import RotationEquivariantCore, evaluate_hermite, hermite_basis, rotation_axis_view
@@ -148,6 +148,43 @@ def test_laplace_regulariser_prefers_smooth_filters():
     smooth = torch.tensor(np.outer(np.hanning(9), np.hanning(9)), dtype=torch.float32)[None, None]
     rough = torch.randn(1, 1, 9, 9, generator=torch.Generator().manual_seed(0))
     assert laplace_l2(smooth) < 0.5 * laplace_l2(rough)
+
+
+
+@pytest.mark.parametrize("c_in,padding,bias,input_grad", [(1, 3, False, False), (1, 0, True, False),
+                                                           (3, 1, True, True)])
+def test_image_conv_has_the_values_and_gradients_of_conv2d(c_in, padding, bias, input_grad):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, c_in, 11, 13, generator=g).requires_grad_(input_grad)
+    w = torch.randn(4, c_in, 7, 7, generator=g, requires_grad=True)
+    b = torch.randn(4, generator=g, requires_grad=True) if bias else None
+    out_grad = torch.randn(5, 4, 11 + 2 * padding - 6, 13 + 2 * padding - 6, generator=g)
+    inputs = [t for t in (x, w, b) if t is not None and t.requires_grad]
+    expected = torch.nn.functional.conv2d(x, w, b, padding=padding)
+    got = image_conv2d(x, w, b, padding=padding)
+    torch.testing.assert_close(got, expected)
+    for e, a in zip(torch.autograd.grad(expected, inputs, out_grad), torch.autograd.grad(got, inputs, out_grad)):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+
+
+def test_image_conv_module_keeps_the_conv2d_state_dict():
+    conv = torch.nn.Conv2d(1, 4, 5, padding=2, bias=False)
+    image = ImageConv2d(1, 4, 5, padding=2, bias=False)
+    image.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 1, 9, 9)
+    torch.testing.assert_close(image(x), conv(x))
+
+
+def test_gaussian_readout_samples_positions_around_mu_with_the_covariance_sigma():
+    ro = GaussianReadout(3, 2, mu=torch.tensor([[0.2, -0.1], [-0.3, 0.4]]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ro.sigma.copy_(torch.tensor([[[0.05, 0.02], [0.0, 0.03]], [[0.01, 0.0], [0.04, 0.02]]]))
+    positions = ro.train().grid(20000)[:, :, 0]  # (B, N, 2)
+    for n in range(2):
+        s = ro.sigma[n].detach()
+        torch.testing.assert_close(positions[:, n].mean(0), ro.mu[n].detach(), atol=2e-3, rtol=0)
+        torch.testing.assert_close(positions[:, n].T.cov(), s @ s.T, atol=5e-5, rtol=0.05)
+    torch.testing.assert_close(ro.eval().grid(3)[:, :, 0], ro.mu.detach().expand(3, -1, -1))
 
 
 # -------------------------------------------------------------------------------- fitting

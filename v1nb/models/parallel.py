@@ -51,7 +51,7 @@ def entry_path(model: ResponseModel, cache_dir: str | os.PathLike | None = None)
     return matches[0] if matches else None
 
 
-def _fit_in_worker(job: dict[str, Any], cache_dir: str | None) -> tuple[str, str, list[tuple[type, str]]]:
+def _fit_in_worker(job: dict[str, Any], cache_dir: str) -> tuple[str, str, list[tuple[type, str]]]:
     from v1nb.models import cache as _cache
     from v1nb.models.fit import fit
 

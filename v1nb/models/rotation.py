@@ -25,7 +25,7 @@ from numpy.polynomial import hermite
 from torch import nn
 from torch.nn import functional as F
 
-from v1nb.models.cores import group_sparsity, laplace_l2
+from v1nb.models.cores import group_sparsity, image_conv2d, laplace_l2
 from v1nb.models.registry import CORES
 
 
@@ -190,7 +190,8 @@ class RotationEquivariantCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer, norm in enumerate(self.norms):
-            x = F.elu(norm(F.conv2d(x, self.weight(layer), padding=self.paddings[layer])))
+            conv = image_conv2d if layer == 0 else F.conv2d  # the first layer sees the images
+            x = F.elu(norm(conv(x, self.weight(layer), padding=self.paddings[layer])))
         return x
 
     def regularizer(self) -> torch.Tensor:
