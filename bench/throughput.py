@@ -1,4 +1,4 @@
-"""Training throughput of the default CNN and the Sensorium-sized core, optionally beside another source tree.
+"""Training throughput of the default CNN, the rotation-equivariant core and the Sensorium-sized core, optionally beside another source tree.
 
 Each measurement trains a fresh model for ``--epochs`` epochs on the default twin (early stopping off
 by a large patience) in its own subprocess with a fixed torch thread count, and reads
@@ -6,11 +6,12 @@ by a large patience) in its own subprocess with a fixed torch thread count, and 
 ``--compare PATH`` the same measurements run alternately on the v1nb package found in PATH (e.g. a
 ``git worktree`` of an earlier commit), so "before" and "after" share one machine and one load.
 
-Configurations: ``cnn`` — the default model (1 and 2 threads); ``sensorium`` — ``downsample=1, layers=4,
-hidden_channels=64, input_kernel=9, hidden_kernel=7, depth_separable=True, padding=False``, batch 128,
-2 threads, 1,000 neurons, 36×64 images.
+Configurations: ``cnn`` — the default model (1 and 2 threads); ``rotation`` — the default rotation-equivariant
+core with the Gaussian readout (1 thread, as the book's parallel fits run it); ``sensorium`` —
+``downsample=1, layers=4, hidden_channels=64, input_kernel=9, hidden_kernel=7, depth_separable=True,
+padding=False``, batch 128, 2 threads, 1,000 neurons, 36×64 images.
 
-Usage: .venv/bin/python bench/throughput.py [--compare PATH] [--repeats 2] [--epochs 2] [--configs cnn sensorium]
+Usage: .venv/bin/python bench/throughput.py [--compare PATH] [--repeats 2] [--epochs 2] [--configs cnn rotation sensorium]
 Writes bench/results/throughput.json.
 """
 
@@ -27,9 +28,10 @@ from v1nb.machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "cnn": ({}, (1, 2)),
-    "sensorium": (dict(downsample=1, layers=4, hidden_channels=64, input_kernel=9, hidden_kernel=7,
+CONFIGS = {  # name: (core, settings, thread counts)
+    "cnn": ("cnn", {}, (1, 2)),
+    "rotation": ("rotation", {}, (1,)),
+    "sensorium": ("cnn", dict(downsample=1, layers=4, hidden_channels=64, input_kernel=9, hidden_kernel=7,
                        depth_separable=True, padding=False, batch_size=128), (2,)),
 }
 CHILD = """
@@ -39,12 +41,12 @@ import torch
 import v1nb
 from v1nb.data import twin
 from v1nb.models import ResponseModel
-settings = json.loads(sys.argv[1])
-threads = int(sys.argv[2])
-epochs = int(sys.argv[3])
+core, settings = sys.argv[1], json.loads(sys.argv[2])
+threads = int(sys.argv[3])
+epochs = int(sys.argv[4])
 torch.set_num_threads(threads)
 ds = twin("default", seed=0)
-model = ResponseModel("cnn", "gaussian", 0, num_threads=threads, max_epochs=epochs, patience=100, progress=False,
+model = ResponseModel(core, "gaussian", 0, num_threads=threads, max_epochs=epochs, patience=100, progress=False,
                       **settings).fit(ds)
 h = model.history_
 print(json.dumps({"images_per_second": h["images_per_second"], "images_per_cpu_second": h["images_per_cpu_second"],
@@ -52,10 +54,10 @@ print(json.dumps({"images_per_second": h["images_per_second"], "images_per_cpu_s
 """
 
 
-def measure(tree: Path, settings: dict, threads: int, epochs: int) -> dict:
+def measure(tree: Path, core: str, settings: dict, threads: int, epochs: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads)}
     load = os.getloadavg()[0]
-    run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings), str(threads), str(epochs)],
+    run = subprocess.run([sys.executable, "-c", CHILD, core, json.dumps(settings), str(threads), str(epochs)],
                          env=env, capture_output=True, text=True, cwd=tree, timeout=3600)
     if run.returncode != 0:
         raise RuntimeError(f"measurement in {tree} failed:\n{run.stderr[-3000:]}")
@@ -80,16 +82,16 @@ def main() -> None:
     runs = []
     for repeat in range(args.repeats):
         for name in args.configs:
-            settings, thread_counts = CONFIGS[name]
+            core, settings, thread_counts = CONFIGS[name]
             for threads in thread_counts:
                 for label, tree in trees.items():  # alternate the trees: same load for both
                     result = {"config": name, "threads": threads, "tree": label, "repeat": repeat,
-                              **measure(tree, settings, threads, args.epochs)}
+                              **measure(tree, core, settings, threads, args.epochs)}
                     print(json.dumps(result), flush=True)
                     runs.append(result)
     summary = {}
     for name in args.configs:
-        for threads in CONFIGS[name][1]:
+        for threads in CONFIGS[name][2]:
             for label in trees:
                 rates = [r["images_per_second"] for r in runs if (r["config"], r["threads"], r["tree"]) == (name, threads, label)]
                 summary[f"{name}/{threads}t/{label}"] = max(rates)
