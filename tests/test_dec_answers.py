@@ -62,6 +62,29 @@ def test_improves_verdict_rule():
     assert answer["gain_truth_vs_init"] == pytest.approx(0.01) and answer["gain_cross_seed_vs_init"] == pytest.approx(0.05)
 
 
+def test_tradeoff_verdict_counts_a_cross_seed_gain_only_beyond_the_pair_spread():
+    def table(joint_cs, sd, joint_corr=0.449):
+        return pd.DataFrame(dict(mode=["pre", "joint", "dec_only"], beta=[0.0, 0.1, 0.1],
+                                 corr=[0.450, joint_corr, 0.430], cross_seed_ari=[0.60, joint_cs, 0.55],
+                                 cross_seed_ari_sd=[sd, sd, sd]))
+
+    pays = DA.tradeoff_verdict(table(0.70, 0.05), 0.1)
+    assert pays["joint_keeps"] and pays["joint_pays_off"] and pays["dec_only_ruins"]
+    assert pays["gain_cross_seed"] == pytest.approx(0.10) and pays["cross_seed_sd"] == pytest.approx(0.05)
+    assert pays["verdict"] == "the joint loss keeps the performance and raises cross-seed consistency; DEC-only ruins it"
+    assert pays["gain_cross_seed_text"] == "+0.100 (s.d. over seed pairs up to 0.050)"
+    one_pair = DA.tradeoff_verdict(table(0.63, np.nan), 0.1)  # two seeds: one pair, no s.d.
+    assert one_pair["joint_pays_off"] and np.isnan(one_pair["cross_seed_sd"])
+    assert one_pair["gain_cross_seed_text"] == "+0.030 (one pair of seeds, so no s.d.: the margin is 0.02)"
+    within_spread = DA.tradeoff_verdict(table(0.68, 0.12), 0.1)  # +0.08 < the pairs' s.d. 0.12
+    assert within_spread["joint_keeps"] and not within_spread["joint_pays_off"]
+    assert "does not raise cross-seed consistency" in within_spread["verdict"]
+    assert not DA.tradeoff_verdict(table(0.615, 0.0), 0.1)["joint_pays_off"]  # below the 0.02 floor
+    costly = DA.tradeoff_verdict(table(0.90, 0.01, joint_corr=0.43), 0.1)
+    assert not costly["joint_keeps"] and not costly["joint_pays_off"]
+    assert costly["verdict"].startswith("the joint loss costs more than 0.01")
+
+
 def test_parameters_are_checked():
     assert DA.parse_floats("1, 0.1,0.1", "betas") == [0.1, 1.0]
     with pytest.raises(ValueError, match="betas='a'"):
