@@ -62,11 +62,11 @@ def image_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1), faster to train on images on CPU.
 
     The first layer of a core sees one input channel. For that shape oneDNN's weight gradient
-    runs at a few GFLOP/s: 12–34 ms per batch of 128 18×32 images with 16–32 7×7 filters (Zen 3),
-    3–4× its forward. Computed instead as one convolution of the input with the output gradient,
-    the batch taking the place of input channels, it takes 4–9 ms: a CNN or rotation-core fit
-    trains about 5 % faster. Same values up to float rounding. Only on CPU tensors: elsewhere
-    (cuDNN) the plain ``F.conv2d`` is used.
+    runs at 7–8 GFLOP/s: 12–15 ms per batch of 128 18×32 images with 16 7×7 filters, 24–34 ms
+    with 32 (Zen 3), 4–6× its forward. Computed instead as one convolution of the input with the
+    output gradient, the batch taking the place of input channels, it takes 4–6 and 8–9 ms: a
+    training step of the default CNN about 20 % faster, of the rotation core about 7 %. Same values
+    up to float rounding. Only on CPU tensors: elsewhere (cuDNN) the plain ``F.conv2d`` is used.
 
     Shapes: ``(B, C_in, H, W) → (B, C_out, H + 2p − k + 1, W + 2p − k + 1)``.
     """
@@ -77,6 +77,9 @@ def image_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 class ImageConv2d(nn.Conv2d):
     """:class:`torch.nn.Conv2d` (stride 1) through :func:`image_conv2d`; same parameters and state dict."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return image_conv2d(x, self.weight, self.bias, self.padding[0])
