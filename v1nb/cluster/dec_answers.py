@@ -217,6 +217,19 @@ def before_after(ds, parents: Sequence, tuned: Sequence, k: int, truth: np.ndarr
     return pd.DataFrame(rows), pd.DataFrame(cons)
 
 
+def cross_seed_gain_counts(gain: float, *sds: float) -> tuple[bool, float]:
+    """Does a change of cross-seed ARI count? It must exceed :data:`MIN_GAIN` and the larger of the
+    pair s.d.s ``sds`` (NaN where a cross-seed ARI rests on one pair of seeds: then only the floor).
+
+    Returns
+    -------
+    (counts, sd) : the answer, and the larger s.d. (NaN when none is finite)
+    """
+    finite = [float(v) for v in sds if np.isfinite(v)]
+    sd = max(finite) if finite else np.nan
+    return bool(np.isfinite(gain) and gain > max([MIN_GAIN, *finite])), sd
+
+
 def improves_verdict(scores: pd.DataFrame, consistency: pd.DataFrame, best_classical_ari: float) -> dict:
     """Does DEC improve clustering? Computed answer of the dec_improves chapter.
 
@@ -237,8 +250,7 @@ def improves_verdict(scores: pd.DataFrame, consistency: pd.DataFrame, best_class
     truth_counts = truth_known and gain_truth > MIN_GAIN and not (np.isfinite(se) and gain_truth <= 2 * se)
     c = consistency.set_index("stage")
     gain_cons = float(c.loc["dec", "cross_seed_ari"] - c.loc["pre", "cross_seed_ari"])
-    sd = float(np.nanmax([c.loc["dec", "cross_seed_ari_sd"], c.loc["pre", "cross_seed_ari_sd"], 0.0]))
-    cons_counts = bool(np.isfinite(gain_cons) and gain_cons > max(MIN_GAIN, sd))
+    cons_counts, _ = cross_seed_gain_counts(gain_cons, c.loc["dec", "cross_seed_ari_sd"], c.loc["pre", "cross_seed_ari_sd"])
     counted = [cons_counts] + ([truth_counts] if truth_known else [])
     verdict = "yes" if all(counted) else "partly" if any(counted) else "no"
     ari_dec = float(np.nanmean(dec["ari"])) if truth_known else np.nan
@@ -415,9 +427,9 @@ def tradeoff_verdict(table: pd.DataFrame, beta_ref: float, tolerance: float = CO
     drop_dec = float(pre["corr"] - dec_only["corr"]) if dec_only is not None else np.nan
     keeps = bool(drop_joint <= tolerance)
     gain = float(joint["cross_seed_ari"] - pre["cross_seed_ari"]) if joint is not None else np.nan
-    sds = np.array([joint["cross_seed_ari_sd"], pre["cross_seed_ari_sd"]] if joint is not None else [], float)
-    sd = float(np.nanmax(sds)) if np.isfinite(sds).any() else np.nan  # NaN with one pair of seeds
-    pays = bool(keeps and np.isfinite(gain) and gain > max(MIN_GAIN, sd if np.isfinite(sd) else 0.0))
+    counts, sd = (cross_seed_gain_counts(gain, joint["cross_seed_ari_sd"], pre["cross_seed_ari_sd"])
+                  if joint is not None else (False, np.nan))
+    pays = keeps and counts
     ruins = bool(drop_dec > tolerance)
     spread = (f"s.d. over seed pairs up to {sd:.3f}" if np.isfinite(sd)
               else f"one pair of seeds, so no s.d.: the margin is {MIN_GAIN}")

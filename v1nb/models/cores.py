@@ -52,7 +52,8 @@ class _ImageConv(torch.autograd.Function):
         grad_x = F.conv_transpose2d(grad, weight, padding=p) if ctx.needs_input_grad[0] else None
         # dL/dW[o, i] = Σ_b x[b, i] ⋆ grad[b, o]: a convolution of the (C_in, B, H, W) input with the
         # (C_out, B, H', W') gradient as filters, which sums over the batch as over input channels
-        grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1), padding=p).transpose(0, 1)
+        grad_w = (F.conv2d(x.transpose(0, 1), grad.transpose(0, 1), padding=p).transpose(0, 1)
+                  if ctx.needs_input_grad[1] else None)
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
 
